@@ -1,0 +1,32 @@
+"""The ``optuna-lrlaw`` command line."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from optuna_lrlaw.cli.fit import fit
+
+app = typer.Typer(
+    name="optuna-lrlaw",
+    help="Find the optimal learning rate at a new scale from a law fitted on smaller runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(fit)
+
+
+@app.callback()
+def _root() -> None:
+    """Keep subcommands as subcommands (``optuna-lrlaw fit ...``) while there is only one."""
+
+
+def main() -> None:
+    """Entry point: bad input gives one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except (ValueError, OSError) as error:
+        print(f"optuna-lrlaw: error: {error}", file=sys.stderr)
+        sys.exit(2)

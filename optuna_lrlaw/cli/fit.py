@@ -1,0 +1,102 @@
+"""``optuna-lrlaw fit``: fit the law on a table of runs and predict the LR at a target scale."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from optuna_lrlaw.science.law import LRLaw, LRPrediction, fit_law
+from optuna_lrlaw.science.observations import flag_divergence, read_observations
+from optuna_lrlaw.science.priors import PRIORS
+from optuna_lrlaw.science.scale import Scale
+
+
+def fit(
+    runs: Annotated[Path, typer.Argument(help="CSV or Parquet file of runs: params, tokens, lr, loss [, batch_tokens, diverged].")],
+    target: Annotated[str, typer.Option(help="Scale to predict, e.g. params=1.07e9,tokens=2e10.")],
+    batch_tokens: Annotated[
+        float | None, typer.Option(help="Tokens per step at the target; the law then uses batch size as a feature.")
+    ] = None,
+    prior: Annotated[str, typer.Option(help=f"Prior on the law: one of {', '.join(PRIORS)}.")] = "weak",
+    divergence_factor: Annotated[
+        float | None, typer.Option(help="Also mark runs above this multiple of their sweep's best loss as diverged.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Fit the optimal-LR law on RUNS and predict the learning rate at --target."""
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
+    scale = Scale.parse(target)
+    if batch_tokens is not None:
+        scale = Scale(scale.params, scale.tokens, batch_tokens, scale.active_params)
+    features = ("params", "tokens", "batch_tokens") if scale.batch_tokens is not None else ("params", "tokens")
+    observations = read_observations(runs)
+    if divergence_factor is not None:
+        observations = flag_divergence(observations, factor=divergence_factor)
+    law = fit_law(observations, features=features, prior=PRIORS[prior])
+    prediction = law.predict(scale)
+    if as_json:
+        print(json.dumps(_report(law, prediction), indent=2))
+    else:
+        _print_tables(law, prediction)
+
+
+def _report(law: LRLaw, prediction: LRPrediction) -> dict:
+    coefficients = law.coefficients(0.9)
+    optima = law.optima.astype(object).where(law.optima.notna(), None)
+    lo, hi = prediction.interval(0.9)
+    return {
+        "features": list(law.features),
+        "prior": law.prior.name,
+        "coefficients": {
+            name: {"estimate": row.estimate, "sd": row.sd, "lo90": row.lo, "hi90": row.hi}
+            for name, row in coefficients.iterrows()
+        },
+        "scatter": law.scatter,
+        "optima": optima.to_dict(orient="records"),
+        "prediction": {
+            "scale": {k: v for k, v in vars(prediction.scale).items() if v is not None},
+            "lr": prediction.lr,
+            "lo90": lo,
+            "hi90": hi,
+            "log_lr_sd": prediction.log_lr_sd,
+            "search_factor90": prediction.search_factor(0.9),
+        },
+    }
+
+
+def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
+    console = Console()
+    symbols = {"params": "N", "tokens": "D", "batch_tokens": "B"}
+    law_text = " * ".join(["A", *(f"{symbols[f]}^{letter}" for f, letter in zip(law.features, "abc"))])
+    coefficients = Table(title=f"Law: lr* = {law_text}   (prior: {law.prior.name})")
+    for column in ("coefficient", "estimate", "sd", "90% interval"):
+        coefficients.add_column(column, justify="right" if column != "coefficient" else "left")
+    for name, row in law.coefficients(0.9).iterrows():
+        label = "A (prefactor)" if name == "prefactor" else f"exponent of {symbols[name]} ({name})"
+        coefficients.add_row(label, f"{row.estimate:.4g}", f"{row.sd:.3g}", f"{row.lo:.4g} to {row.hi:.4g}")
+    coefficients.caption = f"scatter of optima around the law: {law.scatter:.3f} in log LR"
+    console.print(coefficients)
+
+    optima = Table(title="Optimum of each sweep")
+    keys = [c for c in ("params", "tokens", "batch_tokens") if c in law.optima.columns]
+    for column in [*keys, "runs", "lr*", "90% interval", "note"]:
+        optima.add_column(column)
+    for _, row in law.optima.iterrows():
+        interval = "" if math.isnan(row.lr) else f"{row.lr_lo:.3g} to {row.lr_hi:.3g}"
+        lr = "" if math.isnan(row.lr) else f"{row.lr:.3g}" + ("" if row.bracketed else " (bound)")
+        optima.add_row(*(f"{row[k]:.3g}" for k in keys), str(row.n_runs), lr, interval, row.note or "")
+    console.print(optima)
+
+    lo, hi = prediction.interval(0.9)
+    target = ", ".join(f"{k}={v:.3g}" for k, v in vars(prediction.scale).items() if v is not None)
+    console.print(
+        f"[bold]Predicted lr* at {target}: {prediction.lr:.3g}[/bold]  "
+        f"(90% interval {lo:.3g} to {hi:.3g}; search factor x{prediction.search_factor(0.9):.2f})"
+    )

@@ -1,0 +1,132 @@
+"""Reading finished runs from Optuna studies.
+
+The scale of a study's runs is stored as user attributes, part of optuna-lrlaw's public
+contract, so any tool (or a later version of this one) can read them back:
+
+======================  =====================================================
+attribute               meaning
+======================  =====================================================
+``lrlaw.params``        non-embedding parameters N of the study's runs
+``lrlaw.tokens``        training tokens D
+``lrlaw.batch_tokens``  tokens per optimizer step B (optional)
+``lrlaw.diverged``      on a trial: True when that run diverged
+======================  =====================================================
+
+The scale attributes may sit on the study (all its trials share a scale) or on a trial
+(overriding the study's). The learning rate is the trial parameter named ``lr_param``;
+the loss is the trial's value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import optuna
+import pandas as pd
+
+from optuna_lrlaw.science.observations import validate_observations
+from optuna_lrlaw.science.scale import Scale
+
+SCALE_ATTRS: dict[str, str] = {
+    "params": "lrlaw.params",
+    "tokens": "lrlaw.tokens",
+    "batch_tokens": "lrlaw.batch_tokens",
+}
+DIVERGED_ATTR = "lrlaw.diverged"
+
+
+def set_study_scale(study: optuna.Study, scale: Scale) -> None:
+    """Record ``scale`` on ``study`` so that its trials can be read as observations.
+
+    Example:
+        >>> study = optuna.create_study()
+        >>> set_study_scale(study, Scale(params=1e8, tokens=2e9))
+        >>> study_scale(study)
+        Scale(params=100000000.0, tokens=2000000000.0, batch_tokens=None, active_params=None)
+    """
+    for name, attr in SCALE_ATTRS.items():
+        value = getattr(scale, name)
+        if value is not None:
+            study.set_user_attr(attr, value)
+
+
+def study_scale(study: optuna.Study) -> Scale | None:
+    """The scale recorded on ``study``, or None when it has none."""
+    return _scale_from(study.user_attrs)
+
+
+def _scale_from(attrs: dict, fallback: dict | None = None) -> Scale | None:
+    merged = {**(fallback or {}), **attrs}
+    values = {name: merged.get(attr) for name, attr in SCALE_ATTRS.items()}
+    if values["params"] is None or values["tokens"] is None:
+        return None
+    return Scale(**values)
+
+
+def observations_from_study(
+    studies: optuna.Study | Iterable[optuna.Study], *, lr_param: str = "lr"
+) -> pd.DataFrame:
+    """Finished trials of one or more studies as observations.
+
+    Completed trials give a loss (a non-finite value counts as diverged); failed trials
+    enter as diverged runs only when flagged with ``lrlaw.diverged``; pruned and running
+    trials, and trials without ``lr_param``, are skipped. Extra columns ``study`` and
+    ``trial`` say where each row came from.
+
+    Raises:
+        ValueError: for a multi-objective study, or a trial with no scale.
+    """
+    if isinstance(studies, optuna.Study):
+        studies = [studies]
+    rows = []
+    for study in studies:
+        if len(study.directions) != 1:
+            raise ValueError(f"study {study.study_name!r} is multi-objective; one loss per run is needed")
+        study_attrs = study.user_attrs
+        for trial in study.get_trials(deepcopy=False):
+            if lr_param not in trial.params:
+                continue
+            diverged = bool(trial.user_attrs.get(DIVERGED_ATTR, False))
+            if trial.state == optuna.trial.TrialState.COMPLETE:
+                loss = float(trial.value)
+                diverged = diverged or not math.isfinite(loss)
+            elif trial.state == optuna.trial.TrialState.FAIL and diverged:
+                loss = math.nan
+            else:
+                continue
+            scale = _scale_from(trial.user_attrs, study_attrs)
+            if scale is None:
+                raise ValueError(
+                    f"trial {trial.number} of study {study.study_name!r} has no scale: set "
+                    f"the user attributes {SCALE_ATTRS['params']!r} and {SCALE_ATTRS['tokens']!r}"
+                )
+            rows.append({
+                "params": scale.params,
+                "tokens": scale.tokens,
+                "batch_tokens": scale.batch_tokens,
+                "lr": float(trial.params[lr_param]),
+                "loss": loss,
+                "diverged": diverged,
+                "study": study.study_name,
+                "trial": trial.number,
+            })
+    if not rows:
+        raise ValueError(f"no finished trial with a parameter {lr_param!r} in the given studies")
+    frame = pd.DataFrame(rows)
+    if frame["batch_tokens"].isna().all():
+        frame = frame.drop(columns="batch_tokens")
+    return validate_observations(frame)
+
+
+def observations_from_storage(storage: str | optuna.storages.BaseStorage, *, lr_param: str = "lr") -> pd.DataFrame:
+    """Observations from every study in ``storage`` that records a scale (see `set_study_scale`)."""
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    studies = [
+        optuna.load_study(study_name=s.study_name, storage=storage)
+        for s in summaries
+        if _scale_from(s.user_attrs) is not None
+    ]
+    if not studies:
+        raise ValueError("no study in the storage records a scale (user attributes lrlaw.params, lrlaw.tokens)")
+    return observations_from_study(studies, lr_param=lr_param)

@@ -1,0 +1,138 @@
+"""Finished training runs as a pandas DataFrame: the schema every fit reads.
+
+One row per run:
+
+=================  ========  =======================================================
+column             required  meaning
+=================  ========  =======================================================
+``params``         yes       non-embedding parameters N
+``tokens``         yes       training tokens D
+``batch_tokens``   no        tokens per optimizer step B (needed when the law uses B)
+``lr``             yes       peak learning rate (positive)
+``loss``           yes       final loss (validation loss by preference); NaN or inf
+                             only for diverged runs
+``diverged``       no        True for runs that diverged (missing means False)
+=================  ========  =======================================================
+
+Any other column is kept and ignored (a run name, a seed, a batch size in sequences).
+Runs with the same ``params``, ``tokens`` (and ``batch_tokens``, when the law uses it)
+form one LR sweep.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("params", "tokens", "lr", "loss")
+NUMBER_COLUMNS: tuple[str, ...] = ("params", "tokens", "batch_tokens", "lr", "loss")
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f", ""}
+
+
+def _fail(column: str, row: object, message: str) -> ValueError:
+    return ValueError(f"column {column!r}, row {row}: {message}")
+
+
+def _as_numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    raw = frame[column]
+    numbers = pd.to_numeric(raw, errors="coerce").astype(float)
+    text = numbers.isna() & raw.notna() & ~raw.astype(str).str.strip().str.lower().isin({"nan", "inf", "-inf"})
+    if text.any():
+        row = text.idxmax()
+        raise _fail(column, row, f"{raw[row]!r} is not a number")
+    return numbers
+
+
+def _as_flags(frame: pd.DataFrame) -> pd.Series:
+    if "diverged" not in frame:
+        return pd.Series(False, index=frame.index)
+    raw = frame["diverged"]
+    if raw.dtype == bool:
+        return raw.copy()
+    words = raw.where(raw.notna(), "").astype(str).str.strip().str.lower()
+    unknown = ~words.isin(_TRUE | _FALSE)
+    if unknown.any():
+        row = unknown.idxmax()
+        raise _fail("diverged", row, f"{raw[row]!r} is not a boolean (use true/false)")
+    return words.isin(_TRUE)
+
+
+def validate_observations(frame: pd.DataFrame, *, require: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Check a table of runs against the schema and return a clean copy.
+
+    The copy has float number columns and a boolean ``diverged`` column; free columns pass
+    through. ``require`` names optional columns that must be present and complete (for
+    example ``("batch_tokens",)`` for a law that uses the batch size).
+
+    Raises:
+        ValueError: naming the column and the row (the index label) of the first problem.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise ValueError(f"observations must be a pandas DataFrame, got {type(frame).__name__}")
+    if frame.empty:
+        raise ValueError("the observations table is empty: it needs at least one run")
+    for column in (*REQUIRED_COLUMNS, *require):
+        if column not in frame.columns:
+            raise ValueError(f"missing column {column!r}: the table has {list(frame.columns)}")
+    clean = frame.copy()
+    for column in NUMBER_COLUMNS:
+        if column in clean:
+            clean[column] = _as_numbers(clean, column)
+    clean["diverged"] = _as_flags(clean)
+
+    for column in ("params", "tokens", "lr", "batch_tokens"):
+        if column not in clean:
+            continue
+        values = clean[column]
+        missing_ok = column == "batch_tokens" and column not in require
+        bad = ~(np.isfinite(values) & (values > 0))
+        if missing_ok:
+            bad &= values.notna()
+        if bad.any():
+            row = bad.idxmax()
+            raise _fail(column, row, f"must be finite and positive, got {values[row]!r}")
+    bad_loss = ~np.isfinite(clean["loss"]) & ~clean["diverged"]
+    if bad_loss.any():
+        row = bad_loss.idxmax()
+        raise _fail("loss", row, f"{clean['loss'][row]!r} is not finite, and the run is not marked diverged")
+    return clean
+
+
+def read_observations(path: str | Path) -> pd.DataFrame:
+    """Read runs from a CSV (``.csv``, ``.tsv``) or Parquet (``.parquet``) file and validate them.
+
+    Rows are numbered from 0, the first data row after the header.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    elif suffix in (".parquet", ".pq"):
+        try:
+            frame = pd.read_parquet(path)
+        except ImportError as error:
+            raise ValueError(f"reading {path.name} needs a Parquet engine: pip install pyarrow") from error
+    else:
+        raise ValueError(f"cannot read {path.name}: expected a .csv, .tsv or .parquet file")
+    return validate_observations(frame)
+
+
+def flag_divergence(observations: pd.DataFrame, *, factor: float = 1.5) -> pd.DataFrame:
+    """Mark as diverged every run whose loss exceeds ``factor`` times the best loss of its sweep.
+
+    Diverged runs end near the loss of an untrained model (Step Law's table: about 6.5
+    against 2.2 to 2.7); a table that does not flag them can be flagged by this rule. A
+    sweep is the runs sharing ``params``, ``tokens`` and, where given, ``batch_tokens``.
+    """
+    if not factor > 1:
+        raise ValueError(f"factor must exceed 1, got {factor!r}")
+    clean = validate_observations(observations)
+    keys = [c for c in ("params", "tokens", "batch_tokens") if c in clean and clean[c].notna().all()]
+    finite_loss = clean["loss"].where(np.isfinite(clean["loss"]) & ~clean["diverged"])
+    best = finite_loss.groupby([clean[k] for k in keys]).transform("min")
+    clean["diverged"] = clean["diverged"] | ~np.isfinite(clean["loss"]) | (clean["loss"] > factor * best)
+    return clean
