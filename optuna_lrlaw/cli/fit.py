@@ -18,7 +18,9 @@ from optuna_lrlaw.science.scale import Scale
 
 
 def fit(
-    runs: Annotated[Path, typer.Argument(help="CSV or Parquet file of runs: params, tokens, lr, loss [, batch_tokens, diverged].")],
+    runs: Annotated[
+        Path, typer.Argument(help="CSV or Parquet file of runs: params, tokens, lr, loss [, batch_tokens, diverged].")
+    ],
     target: Annotated[str, typer.Option(help="Scale to predict, e.g. params=1.07e9,tokens=2e10.")],
     batch_tokens: Annotated[
         float | None, typer.Option(help="Tokens per step at the target; the law then uses batch size as a feature.")
@@ -74,7 +76,7 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
 def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
     console = Console()
     symbols = {"params": "N", "tokens": "D", "batch_tokens": "B"}
-    law_text = " * ".join(["A", *(f"{symbols[f]}^{letter}" for f, letter in zip(law.features, "abc"))])
+    law_text = " * ".join(["A", *(f"{symbols[f]}^{letter}" for f, letter in zip(law.features, "abc", strict=False))])
     coefficients = Table(title=f"Law: lr* = {law_text}   (prior: {law.prior.name})")
     for column in ("coefficient", "estimate", "sd", "90% interval"):
         coefficients.add_column(column, justify="right" if column != "coefficient" else "left")

@@ -64,9 +64,7 @@ def _scale_from(attrs: dict, fallback: dict | None = None) -> Scale | None:
     return Scale(**values)
 
 
-def observations_from_study(
-    studies: optuna.Study | Iterable[optuna.Study], *, lr_param: str = "lr"
-) -> pd.DataFrame:
+def observations_from_study(studies: optuna.Study | Iterable[optuna.Study], *, lr_param: str = "lr") -> pd.DataFrame:
     """Finished trials of one or more studies as observations.
 
     Completed trials give a loss (a non-finite value counts as diverged); failed trials
@@ -101,16 +99,18 @@ def observations_from_study(
                     f"trial {trial.number} of study {study.study_name!r} has no scale: set "
                     f"the user attributes {SCALE_ATTRS['params']!r} and {SCALE_ATTRS['tokens']!r}"
                 )
-            rows.append({
-                "params": scale.params,
-                "tokens": scale.tokens,
-                "batch_tokens": scale.batch_tokens,
-                "lr": float(trial.params[lr_param]),
-                "loss": loss,
-                "diverged": diverged,
-                "study": study.study_name,
-                "trial": trial.number,
-            })
+            rows.append(
+                {
+                    "params": scale.params,
+                    "tokens": scale.tokens,
+                    "batch_tokens": scale.batch_tokens,
+                    "lr": float(trial.params[lr_param]),
+                    "loss": loss,
+                    "diverged": diverged,
+                    "study": study.study_name,
+                    "trial": trial.number,
+                }
+            )
     if not rows:
         raise ValueError(f"no finished trial with a parameter {lr_param!r} in the given studies")
     frame = pd.DataFrame(rows)

@@ -32,10 +32,11 @@ from optuna_lrlaw.science.priors import WEAK, LawPrior
 from optuna_lrlaw.science.scale import SCALE_FEATURES, Scale
 
 DEFAULT_FEATURES: tuple[str, ...] = ("params", "tokens")
-#: Grid and half-normal prior scale for tau, the scatter of optima around the law (log LR).
+#: Grids and half-normal prior scale for tau and tau_model, the scatter of optima around
+#: the law (log LR): a priori about 10%, which the data can overrule.
 _TAU_GRID = np.linspace(0.0, 1.5, 25)
 _TAU_MODEL_GRID = np.linspace(0.0, 1.5, 13)
-_TAU_PRIOR_SCALE = 0.3
+_TAU_PRIOR_SCALE = 0.1
 _JSON_FORMAT = "optuna-lrlaw/law/v1"
 _OBSERVATION_COLUMNS = ("params", "tokens", "batch_tokens", "lr", "loss", "diverged")
 
@@ -87,21 +88,53 @@ def estimate_optima(observations: pd.DataFrame, features: tuple[str, ...] = DEFA
     keys = _sweep_keys(features)
     rows = []
     for scale_values, sweep in observations.groupby(keys, sort=True):
-        row = dict(zip(keys, (float(v) for v in scale_values)))
+        row = dict(zip(keys, (float(v) for v in scale_values), strict=True))
         try:
-            est = estimate_optimum(sweep["lr"].to_numpy(), sweep["loss"].to_numpy(), diverged=sweep["diverged"].to_numpy())
+            est = estimate_optimum(
+                sweep["lr"].to_numpy(), sweep["loss"].to_numpy(), diverged=sweep["diverged"].to_numpy()
+            )
         except ValueError as error:
-            rows.append({**row, "n_runs": len(sweep), "n_diverged": int(sweep["diverged"].sum()), "used": False, "note": str(error)})
+            rows.append(
+                {
+                    **row,
+                    "n_runs": len(sweep),
+                    "n_diverged": int(sweep["diverged"].sum()),
+                    "used": False,
+                    "note": str(error),
+                }
+            )
             continue
         lo, hi = est.interval(0.9)
-        rows.append({
-            **row,
-            "lr": est.lr, "log_lr_mean": est.log_lr_mean, "log_lr_sd": est.log_lr_sd,
-            "lr_lo": lo, "lr_hi": hi, "bracketed": est.bracketed, "beyond": est.beyond,
-            "n_runs": est.n_runs, "n_diverged": est.n_diverged, "used": est.bracketed,
-            "note": "" if est.bracketed else f"not bracketed: the optimum may lie {est.beyond} the sweep",
-        })
-    columns = [*keys, "lr", "log_lr_mean", "log_lr_sd", "lr_lo", "lr_hi", "bracketed", "beyond", "n_runs", "n_diverged", "used", "note"]
+        rows.append(
+            {
+                **row,
+                "lr": est.lr,
+                "log_lr_mean": est.log_lr_mean,
+                "log_lr_sd": est.log_lr_sd,
+                "lr_lo": lo,
+                "lr_hi": hi,
+                "bracketed": est.bracketed,
+                "beyond": est.beyond,
+                "n_runs": est.n_runs,
+                "n_diverged": est.n_diverged,
+                "used": est.bracketed,
+                "note": "" if est.bracketed else f"not bracketed: the optimum may lie {est.beyond} the sweep",
+            }
+        )
+    columns = [
+        *keys,
+        "lr",
+        "log_lr_mean",
+        "log_lr_sd",
+        "lr_lo",
+        "lr_hi",
+        "bracketed",
+        "beyond",
+        "n_runs",
+        "n_diverged",
+        "used",
+        "note",
+    ]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
@@ -121,7 +154,9 @@ class _Posterior:
         if with_scatter:
             var = var + self.tau**2
         keep = self.weights > 1e-12
-        return GaussianMixture(self.weights[keep] / self.weights[keep].sum(), means[keep], np.sqrt(np.maximum(var[keep], 1e-300)))
+        return GaussianMixture(
+            self.weights[keep] / self.weights[keep].sum(), means[keep], np.sqrt(np.maximum(var[keep], 1e-300))
+        )
 
 
 def _regression(
@@ -139,26 +174,28 @@ def _regression(
     the independent scatter ``tau``. The two taus are integrated out on a grid; tau_model's
     contribution to a prediction at an unseen model size is part of the returned ``tau``.
     """
+    tau, tau_model = (g.ravel() for g in np.meshgrid(_TAU_GRID, _TAU_MODEL_GRID))
+    noise_cov = (
+        np.eye(len(y)) * (noise_var[None, :] + tau[:, None] ** 2)[:, :, None]
+        + tau_model[:, None, None] ** 2 * same_model
+    )
     prior_precision = np.linalg.inv(prior_cov)
-    prior_cov_x = x @ prior_cov @ x.T
-    taus, log_w, means, covs = [], [], [], []
-    for tau_model in _TAU_MODEL_GRID:
-        for tau in _TAU_GRID:
-            noise_cov = np.diag(noise_var + tau**2) + tau_model**2 * same_model
-            chol = np.linalg.cholesky(noise_cov)
-            whitened_x = np.linalg.solve(chol, x)
-            whitened_y = np.linalg.solve(chol, y)
-            cov = np.linalg.inv(prior_precision + whitened_x.T @ whitened_x)
-            means.append(cov @ (prior_precision @ prior_mean + whitened_x.T @ whitened_y))
-            covs.append(cov)
-            marginal_chol = np.linalg.cholesky(prior_cov_x + noise_cov)
-            z = np.linalg.solve(marginal_chol, y - x @ prior_mean)
-            log_prior = -0.5 * (tau**2 + tau_model**2) / _TAU_PRIOR_SCALE**2
-            log_w.append(-np.log(np.diag(marginal_chol)).sum() - 0.5 * z @ z + log_prior)
-            taus.append(math.hypot(tau, tau_model))
-    log_w = np.array(log_w)
+    # Posterior of beta for every (tau, tau_model) at once, through whitened data.
+    chol = np.linalg.cholesky(noise_cov)
+    whitened_x = np.linalg.solve(chol, np.broadcast_to(x, (len(tau), *x.shape)))
+    whitened_y = np.linalg.solve(chol, np.broadcast_to(y[:, None], (len(tau), len(y), 1)))[..., 0]
+    precision = prior_precision + np.einsum("kni,knj->kij", whitened_x, whitened_x)
+    covs = np.linalg.inv(precision)
+    means = np.einsum(
+        "kij,kj->ki", covs, prior_precision @ prior_mean + np.einsum("kni,kn->ki", whitened_x, whitened_y)
+    )
+    # Evidence of each (tau, tau_model): y ~ N(x mu0, x S0 x' + noise_cov).
+    marginal_chol = np.linalg.cholesky(x @ prior_cov @ x.T + noise_cov)
+    z = np.linalg.solve(marginal_chol, np.broadcast_to((y - x @ prior_mean)[:, None], (len(tau), len(y), 1)))[..., 0]
+    log_det = np.log(np.diagonal(marginal_chol, axis1=1, axis2=2)).sum(axis=1)
+    log_w = -log_det - 0.5 * (z**2).sum(axis=1) - 0.5 * (tau**2 + tau_model**2) / _TAU_PRIOR_SCALE**2
     weights = np.exp(log_w - log_w.max())
-    return _Posterior(np.array(taus), weights / weights.sum(), np.array(means), np.array(covs))
+    return _Posterior(np.hypot(tau, tau_model), weights / weights.sum(), means, covs)
 
 
 class LRLaw:
@@ -224,7 +261,9 @@ class LRLaw:
             mixture = self._posterior.linear(x, with_scatter=False)
             lo, hi = central_interval(mixture.quantile, q)
             rows[name] = {"estimate": mixture.mean, "sd": mixture.sd, "lo": lo, "hi": hi}
-        rows["prefactor"]["estimate"] = float(self._posterior.linear(directions["prefactor"], with_scatter=False).quantile(0.5))
+        rows["prefactor"]["estimate"] = float(
+            self._posterior.linear(directions["prefactor"], with_scatter=False).quantile(0.5)
+        )
         for column in ("estimate", "lo", "hi"):
             rows["prefactor"][column] = math.exp(rows["prefactor"][column])
         table = pd.DataFrame.from_dict(rows, orient="index")
@@ -278,8 +317,10 @@ class LRLaw:
 
     def __repr__(self) -> str:
         used = int(self.optima["used"].sum())
-        exps = ", ".join(f"{f}^{self._posterior.linear(np.eye(len(self.features) + 1)[j], with_scatter=False).mean:+.3f}"
-                         for j, f in enumerate(self.features, start=1))
+        exps = ", ".join(
+            f"{f}^{self._posterior.linear(np.eye(len(self.features) + 1)[j], with_scatter=False).mean:+.3f}"
+            for j, f in enumerate(self.features, start=1)
+        )
         return f"LRLaw(eta* ~ {exps}; {used} of {len(self.optima)} sweeps, prior {self.prior.name!r})"
 
 
@@ -338,4 +379,6 @@ def fit_law(
         prior_mean,
         prior_cov,
     )
-    return LRLaw(features=features, reference=reference, prior=prior, observations=clean, optima=optima, posterior=posterior)
+    return LRLaw(
+        features=features, reference=reference, prior=prior, observations=clean, optima=optima, posterior=posterior
+    )

@@ -101,7 +101,7 @@ def fit_loss_curve(tokens: Sequence[float] | FloatArray, losses: Sequence[float]
         posterior = GridDistribution.from_log_density(_GAMMA_GRID, fit.log_evidence + fit.log_prob_positive_slope())
     at = int(np.argmin(np.abs(_GAMMA_GRID - posterior.mean)))
     gamma = posterior.mean
-    amplitude = float(fit.slope[at] * scale * tokens_ref**_GAMMA_GRID[at])
+    amplitude = float(fit.slope[at] * scale * tokens_ref ** _GAMMA_GRID[at])
     l0 = float(offset + scale * fit.intercept[at])
     if not all(math.isfinite(v) for v in (gamma, l0, amplitude)):
         raise ValueError("the losses are too extreme to fit a finite curve")

@@ -36,33 +36,42 @@ from optuna_lrlaw.science._bayes import (
 
 #: Width of the soft step with which a diverged run caps the optimum, in units of log LR.
 _CENSOR_SOFTNESS = 0.05
-#: Prior guess of the loss noise, relative to the best loss (0.1%).
-_RELATIVE_NOISE = 1e-3
+#: Prior guess of the loss noise, relative to the best loss (0.01%): small, so that the
+#: runs themselves set the noise level; it only keeps an exact fit from being infinitely sure.
+_RELATIVE_NOISE = 1e-4
 #: The fewest runs the parabola is fitted to, widening the band if needed.
 _MIN_FIT_RUNS = 5
-#: Skews of the loss curve marginalized over (uniform prior); see `skewed_parabola`.
-_SKEWS = np.linspace(-4.0, 4.0, 9)
+#: Loss-curve shapes marginalized over (uniform prior); see `curve_shapes`.
+_SKEWS = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
+_RATIOS = np.array([0.25, 0.4, 0.63, 1.0, 1.6, 2.5, 4.0])
+_N_SHAPES = len(_SKEWS) + len(_RATIOS)
 #: Points of the coarse grid that locates the posterior, and the log-density below the
 #: peak under which a coarse cell is dropped (e^-30: nothing a quantile can see).
-_COARSE_GRID = 161
+_COARSE_GRID = 121
 _NEGLIGIBLE_LOG_DENSITY = 30.0
 
 
-def skewed_parabola(u: FloatArray, skews: FloatArray) -> FloatArray:
-    """``2 (exp(s u) - 1 - s u) / s^2`` for each skew s, stacked: shape ``(len(skews), *u.shape)``.
+def curve_shapes(u: FloatArray) -> FloatArray:
+    """The loss-curve shapes marginalized over, stacked: shape ``(len(_SKEWS) + len(_RATIOS), *u.shape)``.
 
-    A parabola ``u^2`` at ``s = 0``, with curvature 2 at ``u = 0`` for every s. For ``s > 0``
-    it grows exponentially above the optimum and about linearly below it, the shape of
-    measured loss-versus-log-LR curves; ``s < 0`` mirrors it.
+    Every shape is 0 with curvature 2 at ``u = 0`` (so the slope C in
+    ``L = L_min + C * shape`` means the same for all), and is asymmetric in one of two ways:
+
+    - skewed: ``2 (exp(s u) - 1 - s u) / s^2``, exponential above the optimum and about
+      linear below it (for s > 0), the shape of measured loss-versus-log-LR curves;
+    - two-sided: ``u^2`` below the optimum and ``r u^2`` above it.
+
+    Both include the plain parabola ``u^2`` (s = 0, r = 1).
     """
-    out = np.empty((len(skews), *u.shape))
+    out = np.empty((len(_SKEWS) + len(_RATIOS), *u.shape))
     with np.errstate(over="ignore", invalid="ignore"):
-        for k, s in enumerate(skews):
-            if s == 0:
-                np.square(u, out=out[k])
-            else:
-                su = s * u
-                out[k] = (np.expm1(su) - su) * (2.0 / s**2)
+        for k, s in enumerate(_SKEWS):
+            su = s * u
+            out[k] = (np.expm1(su) - su) * (2.0 / s**2)
+        square = np.square(u)
+        above = u > 0
+        for k, r in enumerate(_RATIOS, start=len(_SKEWS)):
+            out[k] = np.where(above, r * square, square)
     return out
 
 
@@ -139,9 +148,7 @@ def _prior_moments(prior: Prior | None) -> tuple[float, float] | None:
         try:
             mean, sd = (float(v) for v in prior)
         except (TypeError, ValueError):
-            raise ValueError(
-                "prior must be (mean, sd) of log eta* or have log_lr_mean and log_lr_sd"
-            ) from None
+            raise ValueError("prior must be (mean, sd) of log eta* or have log_lr_mean and log_lr_sd") from None
     if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
         raise ValueError(f"prior needs a finite mean and a positive sd, got ({mean}, {sd})")
     return float(mean), float(sd)
@@ -222,7 +229,7 @@ def estimate_optimum(
     diverged: Sequence[bool] | None = None,
     prior: Prior | None = None,
     window: float = 0.02,
-    grid_size: int = 401,
+    grid_size: int = 301,
 ) -> OptimumEstimate:
     """Posterior of the optimal learning rate from one LR sweep at a fixed scale.
 
@@ -287,9 +294,9 @@ def estimate_optimum(
         log_post = np.zeros(grid.size)
         fit = log_joint = None
         if distinct >= 3:
-            shapes = skewed_parabola(x_fit - grid[:, None], _SKEWS).reshape(-1, x_fit.size)
+            shapes = curve_shapes(x_fit - grid[:, None]).reshape(-1, x_fit.size)
             fit = fit_shape_on_grid(y, shapes, counts=counts, within_ss=within_ss, noise_scale=_RELATIVE_NOISE)
-            log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_SKEWS.size, grid.size)
+            log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_N_SHAPES, grid.size)
             log_post += special.logsumexp(log_joint, axis=0)
         for xd in x_div:
             log_post += stats.norm.logcdf((xd - grid) / _CENSOR_SOFTNESS)

@@ -59,9 +59,7 @@ class LawPrior:
         if any(not (math.isfinite(m) and math.isfinite(s) and s > 0) for m, s in pairs):
             raise ValueError(f"LawPrior {self.name!r}: every (mean, sd) needs a finite mean and sd > 0")
 
-    def gaussian(
-        self, features: tuple[str, ...], reference: dict[str, float]
-    ) -> tuple[FloatArray, FloatArray]:
+    def gaussian(self, features: tuple[str, ...], reference: dict[str, float]) -> tuple[FloatArray, FloatArray]:
         """Mean and covariance of ``(log eta* at reference, exponent per feature)``.
 
         The log-LR at the fit's reference is the prior's log-LR plus each exponent times

@@ -53,9 +53,7 @@ class Scale:
         for name in ("batch_tokens", "active_params"):
             object.__setattr__(self, name, _check_positive(name, getattr(self, name), optional=True))
         if self.active_params is not None and self.active_params > self.params:
-            raise ValueError(
-                f"Scale.active_params ({self.active_params:g}) exceeds params ({self.params:g})"
-            )
+            raise ValueError(f"Scale.active_params ({self.active_params:g}) exceeds params ({self.params:g})")
 
     def flops(self) -> float:
         """Training compute in FLOPs, 6 * N_active * D (forward and backward, Kaplan et al.)."""

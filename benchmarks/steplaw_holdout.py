@@ -1,0 +1,92 @@
+"""Fit the law on Step Law's smaller models and predict the optimal LR of the largest one.
+
+    python benchmarks/steplaw_holdout.py [PATH/TO/dense_lr_bs_loss.csv]
+
+(a) at each (N, D) cell's best batch size, fit on the cells with N < 1e9 and predict the two
+    N = 1.07e9 cells; (b) the same with batch_tokens as a third feature, using every run,
+    predicting at the target cell's best batch size. Regret is the loss of the grid LR
+    nearest the prediction (at that batch size) over the cell's best loss, minus 1.
+Step Law's own formula, and our law with a Step Law prior (which leaks: Step Law was fitted
+on this very table), are shown beside the headline numbers with the weak default prior.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optuna_lrlaw import Scale, fit_law, priors
+from optuna_lrlaw.science.steplaw import read_steplaw
+
+DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "steplaw" / "dense_lr_bs_loss.csv"
+TARGET_PARAMS = 1e9
+
+
+def _regret(column: pd.DataFrame, cell_best: float, lr: float) -> tuple[float, float]:
+    grid = np.sort(column["lr"].unique())
+    nearest = float(grid[np.argmin(np.abs(np.log(grid) - math.log(lr)))])
+    return nearest, float(column.loc[column["lr"] == nearest, "loss"].min() / cell_best - 1)
+
+
+def holdout_report(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
+    runs = read_steplaw(csv)
+    best = runs.loc[runs.groupby(["params", "tokens"])["loss"].idxmin()]
+    at_best_batch = runs.merge(best[["params", "tokens", "batch_tokens"]], on=["params", "tokens", "batch_tokens"])
+    small = runs["params"] < TARGET_PARAMS
+    laws = {
+        ("a", "weak"): fit_law(at_best_batch[at_best_batch["params"] < TARGET_PARAMS]),
+        ("a", "step-law prior (leaks)"): fit_law(
+            at_best_batch[at_best_batch["params"] < TARGET_PARAMS], prior=priors.STEP_LAW
+        ),
+        ("b", "weak"): fit_law(runs[small], features=("params", "tokens", "batch_tokens")),
+    }
+    rows = []
+    for _, target in best[best["params"] >= TARGET_PARAMS].iterrows():
+        column = runs[
+            (runs["params"] == target["params"])
+            & (runs["tokens"] == target["tokens"])
+            & (runs["batch_tokens"] == target["batch_tokens"])
+        ]
+        scale = Scale(target["params"], target["tokens"], target["batch_tokens"])
+        predictions = {key: law.predict(scale) for key, law in laws.items()}
+        step_law_lr = 1.79 * scale.params**-0.713 * scale.tokens**0.307
+        for (setting, prior), prediction in [*predictions.items(), (("a", "Step Law formula"), None)]:
+            lr = prediction.lr if prediction else step_law_lr
+            lo, hi = prediction.interval(0.9) if prediction else (math.nan, math.nan)
+            nearest, regret = _regret(column, target["loss"], lr)
+            rows.append(
+                {
+                    "setting": setting,
+                    "prior": prior,
+                    "params": scale.params,
+                    "tokens": scale.tokens,
+                    "batch_tokens": scale.batch_tokens,
+                    "predicted_lr": lr,
+                    "lo90": lo,
+                    "hi90": hi,
+                    "measured_best_lr": target["lr"],
+                    "best_inside_90": bool(lo <= target["lr"] <= hi),
+                    "nearest_grid_lr": nearest,
+                    "regret": regret,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    csv = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_CSV
+    report = holdout_report(csv)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(
+            report.assign(regret_pct=100 * report["regret"])
+            .drop(columns="regret")
+            .to_string(index=False, float_format=lambda v: f"{v:.4g}")
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+import ast
+from pathlib import Path
+
+import optuna_lrlaw
+
+SCIENCE = Path(optuna_lrlaw.__file__).parent / "science"
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+def test_science_imports_neither_torch_nor_optuna():
+    modules = sorted(SCIENCE.glob("*.py"))
+    assert modules
+    for path in modules:
+        assert not imported_roots(path) & {"torch", "optuna"}, path.name

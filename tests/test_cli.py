@@ -1,0 +1,61 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "data" / "synthetic_runs.csv"
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-c", "from optuna_lrlaw.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+
+
+def test_fit_prints_law_optima_and_prediction():
+    out = cli("fit", str(EXAMPLE), "--target", "params=1e8,tokens=6.4e9")
+    assert out.returncode == 0, out.stderr
+    assert "exponent of N (params)" in out.stdout
+    assert "Optimum of each sweep" in out.stdout
+    assert "Predicted lr* at params=1e+08" in out.stdout and "90% interval" in out.stdout
+
+
+def test_fit_json_predicts_the_known_law_within_its_interval():
+    out = cli("fit", str(EXAMPLE), "--target", "params=1e8,tokens=6.4e9", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    truth = 0.5 * 1e8**-0.35 * 6.4e9**-0.05  # the law behind examples/make_synthetic_runs.py
+    assert report["prediction"]["lo90"] < truth < report["prediction"]["hi90"]
+    assert set(report["coefficients"]) == {"prefactor", "params", "tokens"}
+    assert len(report["optima"]) == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv", "--target", "params=1e8,tokens=1e9"], "missing.csv"),
+        ([str(EXAMPLE), "--target", "params=1e8"], "cannot read scale"),
+        ([str(EXAMPLE), "--target", "params=1e8,tokens=1e9", "--prior", "nope"], "unknown prior"),
+        ([str(EXAMPLE), "--target", "params=1e8,tokens=1e9", "--batch-tokens", "1e6"], "batch_tokens"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_with_exit_code_2(args, message):
+    out = cli("fit", *args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_bad_table_names_column_and_row(tmp_path):
+    bad = tmp_path / "runs.csv"
+    bad.write_text("params,tokens,lr,loss\n1e8,1e9,0.001,3.0\n1e8,1e9,zero,2.9\n")
+    out = cli("fit", str(bad), "--target", "params=1e8,tokens=1e9")
+    assert out.returncode == 2
+    assert "column 'lr', row 1" in out.stderr

@@ -1,0 +1,27 @@
+"""The law on real data: Step Law's 1911 runs (see docs/validation.md and benchmarks/steplaw_holdout.py)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from steplaw_holdout import holdout_report  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def report(request):
+    csv = request.getfixturevalue("steplaw_csv")
+    return holdout_report(csv)
+
+
+@pytest.mark.parametrize("setting", ["a", "b"])
+def test_prediction_at_the_largest_model_has_low_regret(report, setting):
+    rows = report[(report["setting"] == setting) & (report["prior"] == "weak")]
+    assert len(rows) == 2
+    assert (rows["regret"] <= 0.0025).all(), rows
+
+
+def test_batch_size_law_interval_holds_the_measured_best(report):
+    rows = report[(report["setting"] == "b") & (report["prior"] == "weak")]
+    assert rows["best_inside_90"].all(), rows
