@@ -14,3 +14,21 @@ def steplaw_csv() -> Path:
     if not STEPLAW_CSV.exists():
         pytest.skip(f"the Step Law table is not at {STEPLAW_CSV}")
     return STEPLAW_CSV
+
+
+def _hypothesis_profiles() -> None:
+    import os
+
+    from hypothesis import settings
+
+    # CI replays a fixed set of examples, so a landing never hinges on a new random draw;
+    # locally every run explores new ones.
+    settings.register_profile("ci", derandomize=True)
+    settings.register_profile("explore", max_examples=2000)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
+    elif os.environ.get("HYPOTHESIS_PROFILE"):
+        settings.load_profile(os.environ["HYPOTHESIS_PROFILE"])
+
+
+_hypothesis_profiles()

@@ -49,6 +49,7 @@ _N_SHAPES = len(_SKEWS) + len(_RATIOS)
 #: peak under which a coarse cell is dropped (e^-30: nothing a quantile can see).
 _COARSE_GRID = 121
 _NEGLIGIBLE_LOG_DENSITY = 30.0
+_LOG_LR_LIMIT = 700.0
 
 
 def curve_shapes(u: FloatArray) -> FloatArray:
@@ -282,6 +283,10 @@ def estimate_optimum(
     if prior_moments is not None:
         lo = min(lo, prior_moments[0] - 6 * prior_moments[1])
         hi = max(hi, prior_moments[0] + 6 * prior_moments[1])
+    # Learning rates are floats: the grid stays where exp(log lr) is finite and non-zero.
+    lo, hi = max(lo, -_LOG_LR_LIMIT), min(hi, _LOG_LR_LIMIT)
+    if not lo < hi:
+        raise ValueError("the sweep and prior put the optimum outside the range of floating-point LRs")
     curvature = min_loss = None
     fitted = np.array([], dtype=int)
     if distinct >= 3:
