@@ -10,6 +10,7 @@ evaluate on a grid. No sampling, no optimizer that can fail to converge.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -191,3 +192,9 @@ def central_interval(quantile_fn, q: float) -> tuple[float, float]:
         raise ValueError(f"interval probability must lie in (0, 1), got {q!r}")
     lo, hi = quantile_fn(np.array([(1 - q) / 2, (1 + q) / 2]))
     return float(lo), float(hi)
+
+
+def lr_interval(log_quantile_fn, q: float) -> tuple[float, float]:
+    """The equal-tailed interval of an LR whose log has quantile function ``log_quantile_fn``."""
+    lo, hi = central_interval(log_quantile_fn, q)
+    return math.exp(lo), math.exp(hi)

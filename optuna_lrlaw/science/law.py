@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from optuna_lrlaw.science._bayes import FloatArray, GaussianMixture, central_interval
+from optuna_lrlaw.science._bayes import FloatArray, GaussianMixture, central_interval, lr_interval
 from optuna_lrlaw.science.observations import validate_observations
 from optuna_lrlaw.science.optimum import estimate_optimum
 from optuna_lrlaw.science.priors import WEAK, LawPrior
@@ -59,8 +59,7 @@ class LRPrediction:
 
     def interval(self, q: float = 0.9) -> tuple[float, float]:
         """Equal-tailed predictive interval of eta* holding probability ``q``, in LR units."""
-        lo, hi = central_interval(self._mixture.quantile, q)
-        return math.exp(lo), math.exp(hi)
+        return lr_interval(self._mixture.quantile, q)
 
     def search_factor(self, q: float = 0.9) -> float:
         """The factor f such that ``[lr / f, lr * f]`` spans the ``q`` interval: how wide

@@ -30,8 +30,8 @@ from optuna_lrlaw.science._bayes import (
     FloatArray,
     GridDistribution,
     GridLinearFit,
-    central_interval,
     fit_shape_on_grid,
+    lr_interval,
 )
 
 #: Width of the soft step with which a diverged run caps the optimum, in units of log LR.
@@ -119,8 +119,7 @@ class OptimumEstimate:
 
     def interval(self, q: float = 0.9) -> tuple[float, float]:
         """Equal-tailed posterior interval of eta* holding probability ``q``, in LR units."""
-        lo, hi = central_interval(self._posterior.quantile, q)
-        return math.exp(lo), math.exp(hi)
+        return lr_interval(self._posterior.quantile, q)
 
     def __str__(self) -> str:
         lo, hi = self.interval(0.9)
