@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optuna_lrlaw import estimate_optimum, fit_law
+from optuna_lrlaw import Scale, estimate_optimum, fit_law
 
 numbers = st.floats(allow_nan=True, allow_infinity=True, width=64)
 plausible_lr = st.floats(min_value=1e-7, max_value=10.0)
@@ -71,8 +71,6 @@ def test_fit_law_is_valid_or_value_error(data):
         return
     table = law.coefficients()
     assert np.isfinite(table.to_numpy()).all()
-    from optuna_lrlaw import Scale
-
     prediction = law.predict(Scale(1e9, 1e11))
     assert prediction.lr > 0 and math.isfinite(prediction.log_lr_sd)
     lo, hi = prediction.interval()
