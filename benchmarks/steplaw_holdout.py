@@ -32,10 +32,16 @@ def _regret(column: pd.DataFrame, cell_best: float, lr: float) -> tuple[float, f
     return nearest, float(column.loc[column["lr"] == nearest, "loss"].min() / cell_best - 1)
 
 
+def at_best_batch_size(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each (N, D) cell at the batch size of its best run: one LR sweep per cell."""
+    best = runs.loc[runs.groupby(["params", "tokens"])["loss"].idxmin()]
+    return runs.merge(best[["params", "tokens", "batch_tokens"]], on=["params", "tokens", "batch_tokens"])
+
+
 def holdout_report(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
     runs = read_steplaw(csv)
     best = runs.loc[runs.groupby(["params", "tokens"])["loss"].idxmin()]
-    at_best_batch = runs.merge(best[["params", "tokens", "batch_tokens"]], on=["params", "tokens", "batch_tokens"])
+    at_best_batch = at_best_batch_size(runs)
     small = runs["params"] < TARGET_PARAMS
     laws = {
         ("a", "weak"): fit_law(at_best_batch[at_best_batch["params"] < TARGET_PARAMS]),

@@ -8,12 +8,19 @@ The public API:
 - `fit_loss_curve`: loss versus training tokens.
 - `read_observations`, `observations_from_study`, ...: runs in, as a pandas DataFrame.
 - `priors`: the weak default and published laws.
+- `LRLawSampler`, `LRLawPruner`, `LRLawConvergence`, `LawFromStorage`: the Optuna plugin.
 """
 
 from optuna_lrlaw import priors
 from optuna_lrlaw.integration import (
     DIVERGED_ATTR,
     SCALE_ATTRS,
+    Belief,
+    LawFromStorage,
+    LawSource,
+    LRLawConvergence,
+    LRLawPruner,
+    LRLawSampler,
     observations_from_storage,
     observations_from_study,
     set_study_scale,
@@ -40,6 +47,12 @@ __version__ = "0.1.0"
 __all__ = [
     "DIVERGED_ATTR",
     "SCALE_ATTRS",
+    "Belief",
+    "LRLawConvergence",
+    "LRLawPruner",
+    "LRLawSampler",
+    "LawFromStorage",
+    "LawSource",
     "LRLaw",
     "LRPrediction",
     "LawPrior",

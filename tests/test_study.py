@@ -15,7 +15,7 @@ def finished_study(storage, name, scale):
         study.enqueue_trial({"lr": lr})
         study.optimize(lambda t, v=value: (t.suggest_float("lr", 1e-5, 1e-1, log=True), v)[1], n_trials=1)
     # A diverged run (failed with the flag), a pruned one, and one whose loss is NaN, which
-    # Optuna records as a plain failure: without the flag it is not known to be a divergence.
+    # Optuna records as a failure: both failures are censored runs, the pruned one is skipped.
     trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)})
     trial.set_user_attr(DIVERGED_ATTR, True)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -31,8 +31,8 @@ def test_reads_trials_with_the_study_scale(tmp_path):
     storage = f"sqlite:///{tmp_path / 'runs.db'}"
     study = finished_study(storage, "small", Scale(1e8, 2e9))
     frame = observations_from_study(study)
-    assert len(frame) == 4  # three complete, one flagged failure; pruned and unflagged failures skipped
-    assert frame["diverged"].sum() == 1
+    assert len(frame) == 5  # three complete, two failures; the pruned trial is skipped
+    assert frame["diverged"].sum() == 2
     assert set(frame["params"]) == {1e8} and set(frame["tokens"]) == {2e9}
     assert frame[~frame["diverged"]]["loss"].tolist() == [3.0, 2.9, 2.95]
 

@@ -15,6 +15,13 @@ attribute               meaning
 The scale attributes may sit on the study (all its trials share a scale) or on a trial
 (overriding the study's). The learning rate is the trial parameter named ``lr_param``;
 the loss is the trial's value.
+
+What a finished trial says about the optimum (`trial_outcome`, shared by the law and the
+sampler): a completed trial gives its loss, diverged when the loss is not finite or the
+trial carries ``lrlaw.diverged``; a failed trial is a diverged run (Optuna records a NaN
+loss as a failure); a pruned trial counts only when its reported curve had diverged (see
+`optuna_lrlaw.science.training_curve.divergence`), as a censored run; otherwise a pruned
+loss is not comparable with final losses and is left out.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import pandas as pd
 
 from optuna_lrlaw.science.observations import validate_observations
 from optuna_lrlaw.science.scale import Scale
+from optuna_lrlaw.science.training_curve import divergence
 
 SCALE_ATTRS: dict[str, str] = {
     "params": "lrlaw.params",
@@ -64,13 +72,31 @@ def _scale_from(attrs: dict, fallback: dict | None = None) -> Scale | None:
     return Scale(**values)
 
 
+def trial_outcome(trial: optuna.trial.FrozenTrial, lr_param: str = "lr") -> tuple[float, float, bool] | None:
+    """``(lr, loss, diverged)`` of a finished trial, or None when it says nothing about the optimum."""
+    if lr_param not in trial.params:
+        return None
+    lr = float(trial.params[lr_param])
+    flagged = bool(trial.user_attrs.get(DIVERGED_ATTR, False))
+    state = trial.state
+    if state == optuna.trial.TrialState.COMPLETE:
+        loss = float(trial.value)
+        return lr, loss, flagged or not math.isfinite(loss)
+    if state == optuna.trial.TrialState.FAIL:
+        return lr, math.nan, True
+    if state == optuna.trial.TrialState.PRUNED:
+        curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+        if flagged or divergence(curve) is not None:
+            return lr, math.nan, True
+    return None
+
+
 def observations_from_study(studies: optuna.Study | Iterable[optuna.Study], *, lr_param: str = "lr") -> pd.DataFrame:
     """Finished trials of one or more studies as observations.
 
-    Completed trials give a loss (a non-finite value counts as diverged); failed trials
-    enter as diverged runs only when flagged with ``lrlaw.diverged``; pruned and running
-    trials, and trials without ``lr_param``, are skipped. Extra columns ``study`` and
-    ``trial`` say where each row came from.
+    Each finished trial enters as `trial_outcome` reads it; running trials, and trials
+    without ``lr_param``, are skipped. Extra columns ``study`` and ``trial`` say where each
+    row came from.
 
     Raises:
         ValueError: for a multi-objective study, or a trial with no scale.
@@ -83,16 +109,10 @@ def observations_from_study(studies: optuna.Study | Iterable[optuna.Study], *, l
             raise ValueError(f"study {study.study_name!r} is multi-objective; one loss per run is needed")
         study_attrs = study.user_attrs
         for trial in study.get_trials(deepcopy=False):
-            if lr_param not in trial.params:
+            outcome = trial_outcome(trial, lr_param)
+            if outcome is None:
                 continue
-            diverged = bool(trial.user_attrs.get(DIVERGED_ATTR, False))
-            if trial.state == optuna.trial.TrialState.COMPLETE:
-                loss = float(trial.value)
-                diverged = diverged or not math.isfinite(loss)
-            elif trial.state == optuna.trial.TrialState.FAIL and diverged:
-                loss = math.nan
-            else:
-                continue
+            lr, loss, diverged = outcome
             scale = _scale_from(trial.user_attrs, study_attrs)
             if scale is None:
                 raise ValueError(
@@ -104,7 +124,7 @@ def observations_from_study(studies: optuna.Study | Iterable[optuna.Study], *, l
                     "params": scale.params,
                     "tokens": scale.tokens,
                     "batch_tokens": scale.batch_tokens,
-                    "lr": float(trial.params[lr_param]),
+                    "lr": lr,
                     "loss": loss,
                     "diverged": diverged,
                     "study": study.study_name,

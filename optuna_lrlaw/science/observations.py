@@ -122,17 +122,28 @@ def read_observations(path: str | Path) -> pd.DataFrame:
 
 
 def flag_divergence(observations: pd.DataFrame, *, factor: float = 1.5) -> pd.DataFrame:
-    """Mark as diverged every run whose loss exceeds ``factor`` times the best loss of its sweep.
+    """Mark as diverged every run above its sweep's best LR whose loss exceeds ``factor``
+    times the sweep's best loss.
 
     Diverged runs end near the loss of an untrained model (Step Law's table: about 6.5
-    against 2.2 to 2.7); a table that does not flag them can be flagged by this rule. A
-    sweep is the runs sharing ``params``, ``tokens`` and, where given, ``batch_tokens``.
+    against 2.2 to 2.7); a table that does not flag them can be flagged by this rule. Below
+    the best LR a high loss means too little progress, not divergence, so the rule looks
+    only above it. A sweep is the runs sharing ``params``, ``tokens`` and, where given,
+    ``batch_tokens``.
     """
     if not factor > 1:
         raise ValueError(f"factor must exceed 1, got {factor!r}")
     clean = validate_observations(observations)
     keys = [c for c in ("params", "tokens", "batch_tokens") if c in clean and clean[c].notna().all()]
     finite_loss = clean["loss"].where(np.isfinite(clean["loss"]) & ~clean["diverged"])
-    best = finite_loss.groupby([clean[k] for k in keys]).transform("min")
-    clean["diverged"] = clean["diverged"] | ~np.isfinite(clean["loss"]) | (clean["loss"] > factor * best)
+    by_sweep = finite_loss.groupby([clean[k] for k in keys])
+    best = by_sweep.transform("min")
+    # The LR of each sweep's best run; +inf where a sweep has no finite loss.
+    best_rows = by_sweep.idxmin().dropna()
+    best_lr = pd.Series(clean.loc[best_rows.to_numpy(), "lr"].to_numpy(), index=best_rows.index)
+    lr_of_best = (
+        clean[keys].merge(best_lr.rename("best_lr").reset_index(), on=keys, how="left")["best_lr"].fillna(np.inf)
+    )
+    blown_up = (clean["loss"] > factor * best) & (clean["lr"] > lr_of_best.to_numpy())
+    clean["diverged"] = clean["diverged"] | ~np.isfinite(clean["loss"]) | blown_up
     return clean

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from optuna_lrlaw.science._bayes import (
     FloatArray,
@@ -39,8 +39,10 @@ _CENSOR_SOFTNESS = 0.05
 #: Prior guess of the loss noise, relative to the best loss (0.01%): small, so that the
 #: runs themselves set the noise level; it only keeps an exact fit from being infinitely sure.
 _RELATIVE_NOISE = 1e-4
-#: The fewest runs the parabola is fitted to, widening the band if needed.
+#: The fewest runs the parabola is fitted to, widening the band if needed, and the most:
+#: a denser band is thinned.
 _MIN_FIT_RUNS = 5
+_MAX_FIT_RUNS = 48
 #: Loss-curve shapes marginalized over (uniform prior); see `curve_shapes`.
 _SKEWS = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
 _RATIOS = np.array([0.25, 0.4, 0.63, 1.0, 1.6, 2.5, 4.0])
@@ -66,9 +68,15 @@ def curve_shapes(u: FloatArray) -> FloatArray:
     """
     out = np.empty((len(_SKEWS) + len(_RATIOS), *u.shape))
     with np.errstate(over="ignore", invalid="ignore"):
+        # The skews are whole numbers, so one exponential serves them all: exp(s u) = (e^u)^s.
+        # (exp(s u) - 1 - s u loses digits for tiny u, but only absolute ones, near 0.)
+        powers = {1: np.exp(u)}
+        powers[-1] = 1.0 / powers[1]
+        for s in (2, 3):
+            powers[s] = powers[s - 1] * powers[1]
+            powers[-s] = powers[-(s - 1)] * powers[-1]
         for k, s in enumerate(_SKEWS):
-            su = s * u
-            out[k] = (np.expm1(su) - su) * (2.0 / s**2)
+            out[k] = (powers[int(s)] - 1.0 - s * u) * (2.0 / s**2)
         square = np.square(u)
         above = u > 0
         for k, r in enumerate(_RATIOS, start=len(_SKEWS)):
@@ -121,6 +129,32 @@ class OptimumEstimate:
         """Equal-tailed posterior interval of eta* holding probability ``q``, in LR units."""
         return lr_interval(self._posterior.quantile, q)
 
+    def sample_log_lr(
+        self, rng: np.random.Generator, size: int | None = None, *, bounds: tuple[float, float] | None = None
+    ) -> FloatArray | float:
+        """Draws of log eta* from the posterior, restricted to ``bounds`` (in log LR) if given.
+
+        A restriction the posterior puts (almost) no mass in gives the bound nearest to it.
+        """
+        lo, hi = (0.0, 1.0) if bounds is None else tuple(self._posterior.cdf(np.asarray(bounds, dtype=float)))
+        u = rng.uniform(lo, hi, size)
+        draws = self._posterior.quantile(u)
+        if bounds is not None:
+            draws = np.clip(draws, *bounds)
+        return float(draws) if size is None else draws
+
+    def expected_regret(self, lr: float) -> float | None:
+        """Posterior mean of the relative loss excess of training at ``lr`` instead of eta*.
+
+        Under the fitted parabola, ``C * E[(log lr - log eta*)^2] / L_min``; None when no
+        parabola was fitted (fewer than three distinct LRs with a finite loss).
+        """
+        if self.curvature is None or not self.min_loss:
+            return None
+        x = math.log(lr)
+        squared_distance = (x - self.log_lr_mean) ** 2 + self.log_lr_sd**2
+        return float(self.curvature * squared_distance / abs(self.min_loss))
+
     def __str__(self) -> str:
         lo, hi = self.interval(0.9)
         text = f"lr* = {self.lr:.3g} (90% interval {lo:.3g} to {hi:.3g})"
@@ -161,8 +195,6 @@ def _validated_sweep(
 ) -> tuple[FloatArray, FloatArray, np.ndarray]:
     lr = _as_vector(lrs, "lrs")
     loss = _as_vector(losses, "losses")
-    if lr.size == 0:
-        raise ValueError("the sweep is empty: give at least one learning rate")
     if loss.size != lr.size:
         raise ValueError(f"lrs has {lr.size} values but losses has {loss.size}")
     if diverged is None:
@@ -187,12 +219,22 @@ def _near_minimum(x: FloatArray, loss: FloatArray, window: float) -> np.ndarray:
     """Indices of the runs the parabola is fitted to: the band above the best loss.
 
     The band is ``window`` times the best loss (a relative band, as cross-entropies are
-    compared in percent), widened with the runs nearest in log LR to the best one until
-    at least ``_MIN_FIT_RUNS`` runs at three distinct LRs take part.
+    compared in percent), thinned evenly to at most ``_MAX_FIT_RUNS`` runs, widened with
+    the runs nearest in log LR to the best one until at least ``_MIN_FIT_RUNS`` runs at three
+    distinct LRs take part.
     """
     best = int(np.argmin(loss))
     level = abs(loss[best]) if loss[best] != 0 else 1.0
     chosen = loss <= loss[best] + window * level
+    if chosen.sum() > _MAX_FIT_RUNS:
+        # Dense sweeps are thinned evenly along log LR (keeping the band's span, so the
+        # curve stays pinned down) to bound the cost; the best run always stays.
+        in_band = np.flatnonzero(chosen)
+        in_band = in_band[np.argsort(x[in_band], kind="stable")]
+        keep = in_band[np.linspace(0, in_band.size - 1, _MAX_FIT_RUNS).round().astype(int)]
+        chosen[:] = False
+        chosen[keep] = True
+        chosen[best] = True
     by_distance = np.argsort(np.abs(x - x[best]), kind="stable")
     for i in by_distance:
         if chosen.sum() >= _MIN_FIT_RUNS and np.unique(x[chosen]).size >= 3:
@@ -240,7 +282,8 @@ def estimate_optimum(
             LR"), their losses ignored. A non-finite loss must be flagged here.
         prior: a normal prior on log eta*, as ``(mean, sd)`` or any object with
             ``log_lr_mean`` and ``log_lr_sd`` (e.g. a law's `LRPrediction`). Needed when the
-            sweep has fewer than three distinct LRs with a finite loss.
+            sweep has fewer than three distinct LRs with a finite loss; an empty sweep
+            then returns the prior itself.
         window: relative loss band above the best run within which the parabola is
             fitted (0.02: runs within 2% of the best loss).
         grid_size: resolution of the posterior grid over log eta*.
@@ -268,6 +311,8 @@ def estimate_optimum(
     x = np.log(lr)
     x_ok, loss_ok, x_div = x[~flags], loss[~flags], x[flags]
     distinct = np.unique(x_ok).size
+    if lr.size == 0 and prior_moments is None:
+        raise ValueError("the sweep is empty: give at least one learning rate, or a prior")
     if distinct < 3 and prior_moments is None:
         raise ValueError(
             f"the sweep has {distinct} distinct learning rate(s) with a finite loss; "
@@ -276,9 +321,11 @@ def estimate_optimum(
 
     # The grid spans the sweep, padded on both sides (an unbracketed optimum may lie
     # beyond it), and the bulk of the prior.
-    span_lo, span_hi = (x_ok.min(), x_ok.max()) if x_ok.size else (x_div.min(), x_div.max())
-    pad = max(0.5 * (span_hi - span_lo), math.log(4.0))
-    lo, hi = span_lo - pad, span_hi + pad
+    lo, hi = math.inf, -math.inf
+    if lr.size:
+        span_lo, span_hi = (x_ok.min(), x_ok.max()) if x_ok.size else (x_div.min(), x_div.max())
+        pad = max(0.5 * (span_hi - span_lo), math.log(4.0))
+        lo, hi = span_lo - pad, span_hi + pad
     if prior_moments is not None:
         lo = min(lo, prior_moments[0] - 6 * prior_moments[1])
         hi = max(hi, prior_moments[0] + 6 * prior_moments[1])
@@ -301,11 +348,15 @@ def estimate_optimum(
             shapes = curve_shapes(x_fit - grid[:, None]).reshape(-1, x_fit.size)
             fit = fit_shape_on_grid(y, shapes, counts=counts, within_ss=within_ss, noise_scale=_RELATIVE_NOISE)
             log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_N_SHAPES, grid.size)
-            log_post += special.logsumexp(log_joint, axis=0)
-        for xd in x_div:
-            log_post += stats.norm.logcdf((xd - grid) / _CENSOR_SOFTNESS)
+            # logsumexp over shapes, by hand: scipy's costs more than the rest of the pass.
+            peak = np.max(log_joint, axis=0)
+            safe_peak = np.where(np.isfinite(peak), peak, 0.0)
+            log_post += safe_peak + np.log(np.exp(log_joint - safe_peak).sum(axis=0))
+        if x_div.size:
+            log_post += special.log_ndtr((x_div[:, None] - grid) / _CENSOR_SOFTNESS).sum(axis=0)
         if prior_moments is not None:
-            log_post += stats.norm.logpdf(grid, *prior_moments)
+            prior_mean, prior_sd = prior_moments
+            log_post -= 0.5 * ((grid - prior_mean) / prior_sd) ** 2
         return log_post, fit, log_joint
 
     with np.errstate(all="ignore"):

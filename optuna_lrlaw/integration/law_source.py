@@ -1,0 +1,93 @@
+"""A law that refits itself from every finished study in an Optuna storage.
+
+A scale-up ladder keeps one study per scale in one storage. `LawFromStorage` turns that
+storage into a live law: asked for the law a study should use, it fits `fit_law` on every
+*other* study that records a scale (the study's own trials already enter its sampler's
+posterior directly; counting them twice would make the belief overconfident). Fits are
+cached and redone only when a finished trial has been added somewhere, so a sampler may
+ask before every trial.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from optuna_lrlaw.integration.study import _scale_from, observations_from_study
+from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, fit_law
+from optuna_lrlaw.science.priors import LawPrior
+
+_FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+
+
+class LawFromStorage:
+    """The LR law fitted on every finished study in ``storage`` that records a scale.
+
+    Args:
+        storage: an Optuna storage or its URL (SQLite, PostgreSQL, MySQL, a journal file).
+        features: scale features of the law (see `fit_law`).
+        prior: a `LawPrior` for the law's coefficients; default `priors.WEAK`.
+        lr_param: name of the learning-rate parameter in the studies' trials.
+
+    Example:
+        >>> import optuna
+        >>> from optuna_lrlaw import LawFromStorage, LRLawSampler
+        >>> storage = optuna.storages.InMemoryStorage()
+        >>> sampler = LRLawSampler(LawFromStorage(storage))
+        >>> study = optuna.create_study(storage=storage, sampler=sampler)
+    """
+
+    def __init__(
+        self,
+        storage: str | optuna.storages.BaseStorage,
+        *,
+        features: Sequence[str] = DEFAULT_FEATURES,
+        prior: LawPrior | None = None,
+        lr_param: str = "lr",
+    ) -> None:
+        self._storage = optuna.storages.get_storage(storage)
+        self.features = tuple(features)
+        self.prior = prior
+        self.lr_param = lr_param
+        self._lock = threading.Lock()
+        self._cache: dict[str | None, tuple[tuple, LRLaw | None]] = {}
+        self._warned: set[tuple] = set()
+
+    def law_for(self, study: optuna.Study | None = None) -> LRLaw | None:
+        """The law fitted on every scaled study but ``study``; None while the others cannot
+        support a law yet (no finished trials, or no sweep that brackets its optimum)."""
+        exclude = None if study is None else study.study_name
+        sources = [
+            s
+            for s in self._storage.get_all_studies()
+            if s.study_name != exclude and _scale_from(s.user_attrs) is not None
+        ]
+        key = tuple(
+            (s.study_name, len(self._storage.get_all_trials(s._study_id, deepcopy=False, states=_FINISHED)))
+            for s in sources
+        )
+        with self._lock:
+            cached = self._cache.get(exclude)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            law = self._fit(sources, key)
+            self._cache[exclude] = (key, law)
+            return law
+
+    def _fit(self, sources: list, key: tuple) -> LRLaw | None:
+        if not any(count for _, count in key):
+            return None
+        studies = [optuna.load_study(study_name=s.study_name, storage=self._storage) for s in sources]
+        try:
+            return fit_law(
+                observations_from_study(studies, lr_param=self.lr_param), features=self.features, prior=self.prior
+            )
+        except ValueError as error:
+            if key not in self._warned:
+                self._warned.add(key)
+                warnings.warn(f"no law from the storage yet ({error}); searching without one", stacklevel=3)
+            return None
