@@ -2,10 +2,9 @@
 
     python examples/existing_study.py
 
-The objective stands in for a training run (the real proxies live in
-`optuna_lrlaw.proxies`): its final loss depends on the learning rate the way measured
-loss curves do (flat near the optimum, steep above it, divergence far above), on weight
-decay and warmup a little, and carries run-to-run noise. It reports a loss curve, so a
+The objective stands in for a training run: its final loss depends on the learning rate
+the way measured loss curves do (flat near the optimum, steep above it, divergence far
+above), on weight decay and warmup a little, and carries run-to-run noise. It reports a loss curve, so a
 pruner can act. The only change from a plain TPE study is the sampler line: LRLawSampler
 searches the LR (here from a wide prior over the range; give it an `LRLaw` to start from a
 prediction) and hands weight decay and warmup to TPE.

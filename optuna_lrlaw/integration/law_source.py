@@ -15,13 +15,10 @@ import warnings
 from collections.abc import Sequence
 
 import optuna
-from optuna.trial import TrialState
 
-from optuna_lrlaw.integration.study import _scale_from, observations_from_study
+from optuna_lrlaw.integration.study import FINISHED_STATES, _scale_from, observations_from_study
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, fit_law
 from optuna_lrlaw.science.priors import LawPrior
-
-_FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 
 
 class LawFromStorage:
@@ -67,7 +64,7 @@ class LawFromStorage:
             if s.study_name != exclude and _scale_from(s.user_attrs) is not None
         ]
         key = tuple(
-            (s.study_name, len(self._storage.get_all_trials(s._study_id, deepcopy=False, states=_FINISHED)))
+            (s.study_name, len(self._storage.get_all_trials(s._study_id, deepcopy=False, states=FINISHED_STATES)))
             for s in sources
         )
         with self._lock:

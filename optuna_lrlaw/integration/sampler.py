@@ -33,14 +33,14 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lrlaw.integration.study import study_scale, trial_outcome
+from optuna_lrlaw.integration.study import FINISHED_STATES, study_scale, trial_outcome
 from optuna_lrlaw.science.law import LRLaw
+from optuna_lrlaw.science.observations import blown_up
 from optuna_lrlaw.science.optimum import OptimumEstimate, estimate_optimum
 from optuna_lrlaw.science.scale import Scale
 
 #: System attribute where the belief at sampling time is recorded on each trial.
 BELIEF_ATTR = "lrlaw:belief"
-_FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 #: Thompson draws tried against running trials, and the spacing asked of them in posterior sds.
 _N_DRAWS = 8
 _SPACING_SDS = 0.25
@@ -211,7 +211,7 @@ class LRLawSampler(BaseSampler):
         by default they are read from the study's trials.
         """
         _check_minimizes(study)
-        finished = study._storage.get_all_trials(study._study_id, deepcopy=False, states=_FINISHED)
+        finished = study._storage.get_all_trials(study._study_id, deepcopy=False, states=FINISHED_STATES)
         law = self._law.law_for(study) if isinstance(self._law, LawSource) else self._law
         if bounds is None:
             bounds = self._bounds_from_trials(finished)
@@ -223,7 +223,8 @@ class LRLawSampler(BaseSampler):
         prior, prior_lr = self._prior(study, law, bounds)
         outcomes = [o for o in self._outcomes(finished) if o is not None]
         lrs, losses, flagged = np.array(outcomes, dtype=float).reshape(-1, 3).T
-        diverged = (flagged > 0) | _relative_blowups(lrs, losses)
+        diverged = flagged > 0
+        diverged |= blown_up(lrs, np.where(diverged, np.nan, losses))
         posterior = estimate_optimum(lrs, losses, diverged=diverged, prior=prior, grid_size=_GRID_SIZE)
         ok = ~diverged
         best = int(np.argmin(np.where(ok, losses, np.inf))) if ok.any() else None
@@ -338,15 +339,3 @@ def _to_distribution(lr: float, distribution: FloatDistribution) -> float:
         steps = round((lr - distribution.low) / distribution.step)
         lr = distribution.low + steps * distribution.step
     return float(min(max(lr, distribution.low), distribution.high))
-
-
-def _relative_blowups(lrs: np.ndarray, losses: np.ndarray, factor: float = 1.5) -> np.ndarray:
-    """Completed runs above the best run's LR whose loss is over ``factor`` times the best:
-    diverged in all but name (the rule of `flag_divergence`). Below the best LR a high loss
-    means too little progress, not divergence, so the rule stays on the high side; it applies
-    to positive losses, as cross-entropies are."""
-    finite = np.isfinite(losses)
-    if not finite.any() or losses[finite].min() <= 0:
-        return np.zeros(losses.shape, dtype=bool)
-    best = int(np.argmin(np.where(finite, losses, np.inf)))
-    return finite & (lrs > lrs[best]) & (losses > factor * losses[best])

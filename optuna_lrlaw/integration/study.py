@@ -42,6 +42,8 @@ SCALE_ATTRS: dict[str, str] = {
     "batch_tokens": "lrlaw.batch_tokens",
 }
 DIVERGED_ATTR = "lrlaw.diverged"
+#: The trial states that can say something about the optimum (see `trial_outcome`).
+FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
 
 
 def set_study_scale(study: optuna.Study, scale: Scale) -> None:

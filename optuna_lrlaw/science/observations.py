@@ -121,29 +121,36 @@ def read_observations(path: str | Path) -> pd.DataFrame:
     return validate_observations(frame)
 
 
-def flag_divergence(observations: pd.DataFrame, *, factor: float = 1.5) -> pd.DataFrame:
-    """Mark as diverged every run above its sweep's best LR whose loss exceeds ``factor``
-    times the sweep's best loss.
+def blown_up(lrs: np.ndarray, losses: np.ndarray, factor: float = 1.5) -> np.ndarray:
+    """Runs of one sweep above its best LR whose loss exceeds ``factor`` times the best loss.
 
     Diverged runs end near the loss of an untrained model (Step Law's table: about 6.5
-    against 2.2 to 2.7); a table that does not flag them can be flagged by this rule. Below
-    the best LR a high loss means too little progress, not divergence, so the rule looks
-    only above it. A sweep is the runs sharing ``params``, ``tokens`` and, where given,
-    ``batch_tokens``.
+    against 2.2 to 2.7). Below the best LR a high loss means too little progress, not
+    divergence, so the rule looks only above it; it applies to positive losses, as
+    cross-entropies are. Non-finite losses (runs already known to have diverged) are
+    ignored here.
+    """
+    finite = np.isfinite(losses)
+    if not finite.any() or losses[finite].min() <= 0:
+        return np.zeros(losses.shape, dtype=bool)
+    best = int(np.argmin(np.where(finite, losses, np.inf)))
+    return finite & (lrs > lrs[best]) & (losses > factor * losses[best])
+
+
+def flag_divergence(observations: pd.DataFrame, *, factor: float = 1.5) -> pd.DataFrame:
+    """Mark as diverged every non-finite run, and every run that `blown_up` finds in its sweep.
+
+    A table that does not flag its diverged runs can be flagged by this rule. A sweep is
+    the runs sharing ``params``, ``tokens`` and, where given, ``batch_tokens``.
     """
     if not factor > 1:
         raise ValueError(f"factor must exceed 1, got {factor!r}")
     clean = validate_observations(observations)
     keys = [c for c in ("params", "tokens", "batch_tokens") if c in clean and clean[c].notna().all()]
-    finite_loss = clean["loss"].where(np.isfinite(clean["loss"]) & ~clean["diverged"])
-    by_sweep = finite_loss.groupby([clean[k] for k in keys])
-    best = by_sweep.transform("min")
-    # The LR of each sweep's best run; +inf where a sweep has no finite loss.
-    best_rows = by_sweep.idxmin().dropna()
-    best_lr = pd.Series(clean.loc[best_rows.to_numpy(), "lr"].to_numpy(), index=best_rows.index)
-    lr_of_best = (
-        clean[keys].merge(best_lr.rename("best_lr").reset_index(), on=keys, how="left")["best_lr"].fillna(np.inf)
-    )
-    blown_up = (clean["loss"] > factor * best) & (clean["lr"] > lr_of_best.to_numpy())
-    clean["diverged"] = clean["diverged"] | ~np.isfinite(clean["loss"]) | blown_up
+    finite_loss = clean["loss"].where(np.isfinite(clean["loss"]) & ~clean["diverged"]).to_numpy()
+    lrs = clean["lr"].to_numpy()
+    blown = np.zeros(len(clean), dtype=bool)
+    for rows in clean.groupby(keys).indices.values():
+        blown[rows] = blown_up(lrs[rows], finite_loss[rows], factor)
+    clean["diverged"] = clean["diverged"] | ~np.isfinite(clean["loss"]) | blown
     return clean
