@@ -9,7 +9,12 @@ The public API:
 - `read_observations`, `observations_from_study`, ...: runs in, as a pandas DataFrame.
 - `priors`: the weak default and published laws.
 - `LRLawSampler`, `LRLawPruner`, `LRLawConvergence`, `LawFromStorage`: the Optuna plugin.
+- `ProxyConfig`, `TrainConfig`, `train_proxy`, `proxy_objective`, `build_model`,
+  `configure_optimizer`: GPT proxies trained as trials (`optuna_lrlaw.proxies`; imported
+  on first use, so the law and the plugin load without torch).
 """
+
+from typing import Any
 
 from optuna_lrlaw import priors
 from optuna_lrlaw.integration import (
@@ -44,6 +49,17 @@ from optuna_lrlaw.science import (
 
 __version__ = "0.1.0"
 
+_PROXY_EXPORTS = ("ProxyConfig", "TrainConfig", "build_model", "configure_optimizer", "proxy_objective", "train_proxy")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PROXY_EXPORTS:
+        from optuna_lrlaw import proxies
+
+        return getattr(proxies, name)
+    raise AttributeError(f"module 'optuna_lrlaw' has no attribute {name!r}")
+
+
 __all__ = [
     "DIVERGED_ATTR",
     "SCALE_ATTRS",
@@ -58,7 +74,11 @@ __all__ = [
     "LawPrior",
     "LossCurveFit",
     "OptimumEstimate",
+    "ProxyConfig",
     "Scale",
+    "TrainConfig",
+    "build_model",
+    "configure_optimizer",
     "estimate_optima",
     "estimate_optimum",
     "fit_law",
@@ -67,8 +87,10 @@ __all__ = [
     "observations_from_storage",
     "observations_from_study",
     "priors",
+    "proxy_objective",
     "read_observations",
     "set_study_scale",
     "study_scale",
+    "train_proxy",
     "validate_observations",
 ]

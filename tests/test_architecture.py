@@ -21,3 +21,22 @@ def test_science_imports_neither_torch_nor_optuna():
     assert modules
     for path in modules:
         assert not imported_roots(path) & {"torch", "optuna"}, path.name
+
+
+def test_only_the_proxies_import_torch():
+    package = SCIENCE.parent
+    for path in sorted(package.rglob("*.py")):
+        if "proxies" in path.parts:
+            continue
+        assert "torch" not in imported_roots(path), path.relative_to(package)
+
+
+def test_the_law_and_the_plugin_load_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, optuna_lrlaw; from optuna_lrlaw.cli import app; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    from optuna_lrlaw import ProxyConfig, proxies
+
+    assert ProxyConfig is proxies.ProxyConfig

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from optuna_lrlaw.cli import data
 from optuna_lrlaw.cli.fit import fit
 
 app = typer.Typer(
@@ -16,17 +17,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(fit)
-
-
-@app.callback()
-def _root() -> None:
-    """Keep subcommands as subcommands (``optuna-lrlaw fit ...``) while there is only one."""
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:
     """Entry point: bad input gives one line on stderr and exit code 2, never a traceback."""
     try:
         app()
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ImportError) as error:
         print(f"optuna-lrlaw: error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,188 @@
+"""Real learning-rate sweeps of GPT proxies on the built-in corpus, under sp and μP.
+
+    python benchmarks/proxy_sweeps.py --parametrization mup [--widths 64 128 256] [--storage sqlite:///sweeps.db]
+    python benchmarks/proxy_sweeps.py --report benchmarks/results/proxy_sweeps.json \
+                                      --figure docs/figures/proxy_sweeps.html
+
+Each (parametrization, width) is one Optuna study over a fixed log grid of peak LRs
+(GridSampler), trained with `proxy_objective`: depth 2, 4 heads, sequence 128, batch 16,
+2^19 tokens (256 steps), linear decay to zero after 5% warmup, weight decay 0.1, base
+width 64. Runs already in the storage are skipped, so the sweep can be stopped and
+resumed, or split across processes by parametrization.
+
+The report fits `estimate_optimum` to every sweep and checks the transfer claims of
+μP: across the 4x width change the best LR moves by less than 2x, and at its best LR
+the wider model is better; under sp the best LR moves more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import torch
+
+from optuna_lrlaw import estimate_optimum, set_study_scale
+from optuna_lrlaw.integration.study import DIVERGED_ATTR
+from optuna_lrlaw.proxies import ProxyConfig, proxy_objective
+
+LRS = [1e-3 * 2**k for k in range(7)]
+TOKENS = 2**19
+SHAPE = {"depth": 2, "heads": 4, "seq_len": 128, "base_width": 64, "base_depth": 2}
+TRAINING = {"batch_size": 16, "evals": 8, "eval_batches": 4, "schedule": "linear"}
+
+
+def study_name(parametrization: str, width: int) -> str:
+    return f"proxy-sweep-{parametrization}-w{width}"
+
+
+def run(parametrization: str, widths: list[int], storage: str, device: str) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for width in widths:
+        model = ProxyConfig(width=width, parametrization=parametrization, **SHAPE)
+        objective = proxy_objective(model, tokens=TOKENS, lr_range=(LRS[0], LRS[-1]), device=device, **TRAINING)
+        study = optuna.create_study(
+            study_name=study_name(parametrization, width),
+            storage=storage,
+            sampler=optuna.samplers.GridSampler({"lr": LRS}),
+            pruner=optuna.pruners.NopPruner(),
+            load_if_exists=True,
+        )
+        set_study_scale(study, objective.scale)
+        done = {trial.params["lr"] for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE])}
+        for lr in LRS:
+            if any(math.isclose(lr, seen) for seen in done):
+                continue
+            study.enqueue_trial({"lr": lr})
+            study.optimize(objective, n_trials=1)
+            trial = study.trials[-1]
+            print(
+                f"{parametrization} width {width} lr {lr:.2e}: loss {trial.value:.4f}"
+                f" diverged={trial.user_attrs.get(DIVERGED_ATTR)} {trial.user_attrs['wall_seconds']:.0f}s",
+                flush=True,
+            )
+
+
+def sweeps(storage: str) -> pd.DataFrame:
+    """Every finished run in the storage, one row each."""
+    rows = []
+    for summary in optuna.get_all_study_summaries(storage):
+        if not summary.study_name.startswith("proxy-sweep-"):
+            continue
+        _, _, parametrization, width = summary.study_name.split("-")
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
+            rows.append(
+                {
+                    "parametrization": parametrization,
+                    "width": int(width[1:]),
+                    "params": trial.user_attrs["lrlaw.params"],
+                    "lr": trial.params["lr"],
+                    "loss": trial.value,
+                    "diverged": bool(trial.user_attrs.get(DIVERGED_ATTR)),
+                    "wall_seconds": trial.user_attrs["wall_seconds"],
+                    "tokens_per_second": trial.user_attrs["tokens_per_second"],
+                }
+            )
+    return pd.DataFrame(rows).sort_values(["parametrization", "width", "lr"]).reset_index(drop=True)
+
+
+def summarize(frame: pd.DataFrame) -> dict:
+    """Best LR (posterior median and 80% interval) per sweep, and the transfer checks."""
+    optima = {}
+    for (parametrization, width), sweep in frame.groupby(["parametrization", "width"]):
+        estimate = estimate_optimum(sweep["lr"], sweep["loss"], diverged=sweep["diverged"], window=0.05)
+        low, high = estimate.interval(0.8)
+        best = sweep.loc[~sweep["diverged"], "loss"].min()
+        optima.setdefault(parametrization, {})[int(width)] = {
+            "params": int(sweep["params"].iloc[0]),
+            "best_lr": estimate.lr_median,
+            "interval_80": [low, high],
+            "best_grid_lr": float(sweep.loc[sweep["loss"].idxmin(), "lr"]),
+            "best_loss": float(best),
+        }
+    checks = {}
+    for parametrization, by_width in optima.items():
+        widths = sorted(by_width)
+        narrow, wide = by_width[widths[0]], by_width[widths[-1]]
+        checks[parametrization] = {
+            "width_ratio": widths[-1] / widths[0],
+            "best_lr_shift": wide["best_lr"] / narrow["best_lr"],
+            "wider_is_better": all(
+                by_width[b]["best_loss"] < by_width[a]["best_loss"] for a, b in zip(widths, widths[1:], strict=False)
+            ),
+        }
+    return {"optima": optima, "checks": checks}
+
+
+def figure(frame: pd.DataFrame, path: Path) -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    parametrizations = sorted(frame["parametrization"].unique())
+    fig = make_subplots(rows=1, cols=len(parametrizations), subplot_titles=parametrizations, shared_yaxes=True)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+    for col, parametrization in enumerate(parametrizations, start=1):
+        sweeps_by_width = frame[frame["parametrization"] == parametrization].groupby("width")
+        for color, (width, sweep) in zip(colors, sweeps_by_width, strict=False):
+            finite = sweep[~sweep["diverged"]]
+            fig.add_trace(
+                go.Scatter(
+                    x=finite["lr"],
+                    y=finite["loss"],
+                    mode="lines+markers",
+                    line={"color": color},
+                    name=f"width {width} ({sweep['params'].iloc[0] / 1e3:.0f}k)",
+                    legendgroup=str(width),
+                    showlegend=col == 1,
+                ),
+                row=1,
+                col=col,
+            )
+        fig.update_xaxes(type="log", title_text="peak learning rate", row=1, col=col)
+    fig.update_yaxes(title_text="validation loss (nats/byte)", row=1, col=1)
+    fig.update_layout(title="Loss versus learning rate, GPT proxies on the standard-library corpus", height=450)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.write_html(path, include_plotlyjs="cdn")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parametrization", choices=["sp", "mup", "completep"])
+    parser.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--storage", default="sqlite:///proxy_sweeps.db")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--report", type=Path, help="write the summary JSON here")
+    parser.add_argument("--figure", type=Path, help="write the plotly figure here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.parametrization:
+        run(args.parametrization, args.widths, args.storage, args.device)
+    if args.report or args.figure:
+        frame = sweeps(args.storage)
+        if args.report:
+            report = {
+                "command": "python benchmarks/proxy_sweeps.py --parametrization {sp,mup} && "
+                "python benchmarks/proxy_sweeps.py --report ... --figure ...",
+                "device": frame["device"].iloc[0] if "device" in frame else platform.processor() or "cpu",
+                "torch": torch.__version__,
+                "settings": {"lrs": LRS, "tokens": TOKENS, **SHAPE, **TRAINING},
+                **summarize(frame),
+                "runs": frame.to_dict(orient="records"),
+            }
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(json.dumps(report, indent=2) + "\n")
+            print(json.dumps(report["checks"], indent=2))
+        if args.figure:
+            figure(frame, args.figure)
+
+
+if __name__ == "__main__":
+    main()

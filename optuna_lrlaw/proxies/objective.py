@@ -1,0 +1,81 @@
+"""A ready Optuna objective: train a proxy at one scale, at the learning rate the trial suggests."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import optuna
+import torch
+
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS
+from optuna_lrlaw.proxies.config import ProxyConfig
+from optuna_lrlaw.proxies.train import TrainConfig, train_proxy
+
+
+class ProxyObjective:
+    """``objective(trial)`` trains ``config`` at ``trial.suggest_float(lr_param, *lr_range, log=True)``.
+
+    It returns the final validation loss and records on the trial what the plugin and the
+    comparisons read: the run's scale (``lrlaw.params``, ``lrlaw.tokens``,
+    ``lrlaw.batch_tokens``), ``lrlaw.diverged``, and its FLOPs, tokens/s, MFU and wall
+    time. A diverged run is a completed trial marked diverged, never a crash. Build it
+    with `proxy_objective`.
+    """
+
+    def __init__(self, config: TrainConfig, lr_range: tuple[float, float], lr_param: str, device: str | torch.device):
+        low, high = lr_range
+        if not 0 < low < high:
+            raise ValueError(f"lr_range must be (low, high) with 0 < low < high, got {lr_range!r}")
+        self.config, self.lr_range, self.lr_param, self.device = config, (low, high), lr_param, device
+
+    @property
+    def scale(self):
+        """The scale of every run of this objective: set it on the study with `set_study_scale`."""
+        return self.config.scale()
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        lr = trial.suggest_float(self.lr_param, *self.lr_range, log=True)
+        result = train_proxy(replace(self.config, lr=lr), trial=trial, device=self.device)
+        scale = self.scale
+        for name, attr in SCALE_ATTRS.items():
+            trial.set_user_attr(attr, getattr(scale, name))
+        trial.set_user_attr(DIVERGED_ATTR, result.diverged)
+        if result.divergence_reason:
+            trial.set_user_attr("lrlaw.divergence_reason", result.divergence_reason)
+        trial.set_user_attr("flops", result.flops)
+        trial.set_user_attr("tokens_per_second", result.tokens_per_second)
+        trial.set_user_attr("wall_seconds", result.wall_seconds)
+        trial.set_user_attr("device", result.device)
+        if result.mfu is not None:
+            trial.set_user_attr("mfu", result.mfu)
+        return result.final_loss
+
+
+def proxy_objective(
+    model: ProxyConfig,
+    *,
+    tokens: int,
+    batch_size: int = 32,
+    lr_range: tuple[float, float] = (1e-4, 1e-1),
+    lr_param: str = "lr",
+    device: str | torch.device = "auto",
+    **training,
+) -> ProxyObjective:
+    """An Optuna objective that trains ``model`` on ``tokens`` tokens at the suggested learning rate.
+
+    ``training`` takes any other `TrainConfig` field (``schedule``, ``weight_decay``,
+    ``corpus``, ``checkpoint_dir``, ...).
+
+    Example:
+        >>> import optuna
+        >>> from optuna_lrlaw import LRLawSampler, set_study_scale
+        >>> objective = proxy_objective(ProxyConfig(width=32, depth=1, heads=2, seq_len=32),
+        ...                             tokens=2**13, batch_size=8, evals=2, device="cpu")
+        >>> study = optuna.create_study(sampler=LRLawSampler(seed=0))
+        >>> set_study_scale(study, objective.scale)
+        >>> study.optimize(objective, n_trials=2)
+        >>> len(study.trials), study.best_value < 5.5
+        (2, True)
+    """
+    config = TrainConfig(model, lr=lr_range[0], tokens=tokens, batch_size=batch_size, **training)
+    return ProxyObjective(config, lr_range, lr_param, device)

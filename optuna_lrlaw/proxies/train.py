@@ -1,0 +1,399 @@
+"""Training a proxy: one learning rate, one run, one result, robust enough to run inside a study.
+
+`train_proxy` is a plain AdamW loop in the nanoGPT mould. What it adds is what a learning
+rate search needs: the validation curve reported to an Optuna trial (and pruning
+honoured), divergence ending the run as a result rather than an exception, checkpoints
+that let a killed run resume exactly, and the compute of the run in FLOPs and seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from optuna_lrlaw.proxies.config import ProxyConfig
+from optuna_lrlaw.proxies.data import Corpus, builtin_corpus, open_corpus
+from optuna_lrlaw.proxies.model import build_model, configure_optimizer
+from optuna_lrlaw.proxies.schedule import SCHEDULES, lr_factor, stable_steps
+from optuna_lrlaw.science.scale import Scale
+from optuna_lrlaw.science.training_curve import divergence
+
+#: Dense bf16 tensor-core peak FLOP/s by device name, for MFU (NVIDIA data sheets, without sparsity).
+PEAK_FLOPS: dict[str, float] = {
+    "H100 SXM": 989.4e12,
+    "H100 NVL": 835.5e12,
+    "H100 PCIe": 756.0e12,
+    "H100": 989.4e12,
+    "H200": 989.4e12,
+    "A100": 312.0e12,
+    "L4": 121.0e12,
+}
+#: Steps left out of the throughput figure: the first ones pay for compilation and allocator warm-up.
+_TIMED_AFTER = 3
+#: How often (in steps) the training loss is brought to the host and checked; each check waits for the GPU.
+_CHECK_EVERY = 16
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One proxy training run: the model, its peak learning rate, and how long and how it trains.
+
+    ``tokens`` is the training budget D; the run takes ``tokens // (batch_size * seq_len)``
+    optimizer steps. ``corpus`` is a prepared corpus (``optuna-lrlaw data prepare``), or
+    None for the built-in one. ``checkpoint_dir`` enables resuming: the run's checkpoint
+    is named by a hash of this config, so a retried trial finds it.
+
+    Example:
+        >>> config = TrainConfig(ProxyConfig(width=64, depth=2, heads=4, seq_len=128), lr=3e-3, tokens=2**20)
+        >>> config.steps, config.scale()
+        (256, Scale(params=98624.0, tokens=1048576.0, batch_tokens=4096.0, active_params=None))
+    """
+
+    model: ProxyConfig
+    lr: float
+    tokens: int
+    batch_size: int = 32
+    schedule: str = "linear"
+    warmup_fraction: float = 0.05
+    cooldown_fraction: float = 0.2
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    balance_loss_weight: float = 0.01
+    seed: int = 0
+    evals: int = 10
+    eval_batches: int = 8
+    corpus: str | None = None
+    checkpoint_dir: str | None = None
+    compile: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"TrainConfig.lr must be finite and positive, got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("warmup_fraction", "cooldown_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        for name in ("batch_size", "evals", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.steps < 1:
+            raise ValueError(f"TrainConfig.tokens={self.tokens} is less than one batch of {self.batch_tokens} tokens")
+
+    @property
+    def batch_tokens(self) -> int:
+        return self.batch_size * self.model.seq_len
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // self.batch_tokens
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(self.warmup_fraction * self.steps))
+
+    def scale(self) -> Scale:
+        """The run's coordinates for a learning-rate law: N, D, B (and active N for MoE)."""
+        active = self.model.active_params() if self.model.is_moe else None
+        return Scale(self.model.params(), self.steps * self.batch_tokens, self.batch_tokens, active)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that determines the run's result."""
+        settings = {key: value for key, value in self.to_dict().items() if key not in ("checkpoint_dir", "compile")}
+        return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ProxyResult:
+    """What one run produced: its final validation loss, its cost and its curves.
+
+    ``curve`` has one row per evaluation (step, tokens, lr, train_loss, val_loss);
+    ``stable_losses`` the evaluations inside a WSD run's stable phase (tokens, val_loss),
+    points of a loss-versus-data curve from a single run. A diverged run's
+    ``final_loss`` is its loss before training, the loss of a model that learned nothing.
+    """
+
+    final_loss: float
+    diverged: bool
+    divergence_reason: str | None
+    steps: int
+    tokens: int
+    flops: float
+    tokens_per_second: float
+    mfu: float | None
+    wall_seconds: float
+    epochs: float
+    device: str
+    curve: pd.DataFrame = field(repr=False)
+    stable_losses: pd.DataFrame = field(repr=False)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` is the first CUDA GPU when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The bf16 peak of a known GPU, or None (CPUs and unknown GPUs get no MFU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_FLOPS.items() if key in name), None)
+
+
+def _prepare_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """TF32 matmuls and a bf16 autocast context on CUDA; nothing on the CPU."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@dataclass
+class _Progress:
+    """Everything a checkpoint must restore besides the model and the optimizer."""
+
+    step: int = 0
+    rows: list[dict[str, float]] = field(default_factory=list)
+    train_losses: list[float] = field(default_factory=list)
+    timed_seconds: float = 0.0
+    timed_steps: int = 0
+    wall_seconds: float = 0.0
+    diverged: str | None = None
+
+
+def _load_corpus(config: TrainConfig) -> Corpus:
+    corpus = builtin_corpus() if config.corpus is None else open_corpus(config.corpus)
+    if corpus.vocab_size > config.model.vocab_size:
+        raise ValueError(
+            f"the corpus has {corpus.vocab_size} tokens but the model's vocab_size is {config.model.vocab_size}"
+        )
+    epochs = config.steps * config.batch_tokens / len(corpus.train)
+    if epochs > 1:
+        warnings.warn(
+            f"this run reads {epochs:.2f} epochs of the training split ({len(corpus.train):,} tokens); "
+            "repeated data flatters small models",
+            stacklevel=3,
+        )
+    return corpus
+
+
+def _eval_steps(config: TrainConfig) -> set[int]:
+    """Steps before which the validation loss is measured: evenly spaced, the first and the last included."""
+    return {int(round(k * config.steps / config.evals)) for k in range(config.evals + 1)}
+
+
+def train_proxy(
+    config: TrainConfig,
+    *,
+    trial: optuna.Trial | None = None,
+    device: str | torch.device = "auto",
+    corpus: Corpus | None = None,
+) -> ProxyResult:
+    """Train the proxy of ``config`` at its learning rate and return its final validation loss and costs.
+
+    With a ``trial``, every validation loss is reported (``trial.report(loss, step)``) and
+    ``trial.should_prune()`` is honoured by raising `optuna.TrialPruned`. A run whose
+    training loss is not finite or climbs back above its starting value, or whose
+    validation curve diverges (`optuna_lrlaw.science.training_curve.divergence`), stops
+    early with ``diverged=True``. ``corpus`` overrides ``config.corpus`` with an opened one.
+
+    Example:
+        >>> model = ProxyConfig(width=32, depth=1, heads=2, seq_len=32)
+        >>> result = train_proxy(TrainConfig(model, lr=1e-2, tokens=2**14, batch_size=8, evals=2), device="cpu")
+        >>> result.steps, bool(result.final_loss < result.curve["val_loss"].iloc[0])
+        (64, True)
+    """
+    run = _Run(config, resolve_device(device), corpus or _load_corpus(config), trial)
+    try:
+        run.train()
+    finally:
+        if run.checkpoint is not None and (run.progress.step >= config.steps or run.progress.diverged):
+            run.checkpoint.unlink(missing_ok=True)
+    return run.result()
+
+
+class _Run:
+    """The state of one training run, and the loop that advances it."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, corpus: Corpus, trial) -> None:
+        self.config, self.device, self.corpus, self.trial = config, device, corpus, trial
+        torch.manual_seed(config.seed)
+        self.model = build_model(config.model).to(device)
+        self.optimizer = configure_optimizer(
+            self.model, config.model, config.lr, config.weight_decay, betas=config.betas, fused=device.type == "cuda"
+        )
+        self.checkpoint = Path(config.checkpoint_dir) / f"{config.fingerprint()}.pt" if config.checkpoint_dir else None
+        self.progress = self._resume()
+        use_compile = config.compile if config.compile is not None else device.type == "cuda"
+        self.forward = torch.compile(self.model) if use_compile else self.model
+        self.autocast = _prepare_device(device)
+        windows = corpus.fixed_windows("val", config.eval_batches * config.batch_size, config.model.seq_len)
+        self.val_windows = torch.from_numpy(windows).to(device)
+        self.eval_steps = _eval_steps(config)
+
+    def train(self) -> None:
+        """Train from the current step to the end, or until the run diverges."""
+        config, progress = self.config, self.progress
+        pending: list[torch.Tensor] = []
+        started = time.perf_counter() - progress.wall_seconds
+        first_step = progress.step
+        while progress.diverged is None:
+            step = progress.step
+            if step in self.eval_steps and (not progress.rows or progress.rows[-1]["step"] != step):
+                self._evaluate(step)
+                if self.checkpoint is not None and step < config.steps and progress.diverged is None:
+                    progress.wall_seconds = time.perf_counter() - started
+                    self._save()
+            if step >= config.steps or progress.diverged is not None:
+                break
+            timed = step >= first_step + _TIMED_AFTER
+            if timed:
+                _synchronize(self.device)
+                tick = time.perf_counter()
+            pending.append(self._step(step))
+            progress.step = step + 1
+            if timed:
+                _synchronize(self.device)
+                progress.timed_seconds += time.perf_counter() - tick
+                progress.timed_steps += 1
+            if len(pending) >= _CHECK_EVERY or progress.step in self.eval_steps:
+                progress.train_losses.extend(torch.stack(pending).float().cpu().tolist())
+                pending.clear()
+                progress.diverged = _training_divergence(progress.train_losses)
+        progress.wall_seconds = time.perf_counter() - started
+
+    def _lr(self, step: int) -> float:
+        config = self.config
+        schedule = {"schedule": config.schedule, "warmup_steps": config.warmup_steps}
+        return config.lr * lr_factor(step, config.steps, cooldown_fraction=config.cooldown_fraction, **schedule)
+
+    def _step(self, step: int) -> torch.Tensor:
+        """One optimizer step on a batch drawn from (seed, step), so a resumed run sees the same data."""
+        config = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["lr_multiplier"] * self._lr(step)
+        rng = np.random.default_rng([config.seed, step])
+        batch = torch.from_numpy(self.corpus.sample("train", config.batch_size, config.model.seq_len, rng))
+        batch = batch.to(self.device, non_blocking=True)
+        with self.autocast:
+            logits, balance = self.forward(batch[:, :-1], return_balance_loss=True)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+            objective = loss + config.balance_loss_weight * balance if config.model.is_moe else loss
+        objective.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def _evaluate(self, step: int) -> None:
+        """Measure the validation loss, record it, report it to the trial and honour pruning."""
+        self.forward.eval()
+        total = 0.0
+        with torch.no_grad(), self.autocast:
+            for batch in self.val_windows.split(self.config.batch_size):
+                logits = self.forward(batch[:, :-1])
+                total += F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum").item()
+        self.forward.train()
+        val_loss = total / (self.val_windows.shape[0] * (self.val_windows.shape[1] - 1))
+        progress, config = self.progress, self.config
+        recent = progress.train_losses[-_CHECK_EVERY:]
+        progress.rows.append(
+            {
+                "step": step,
+                "tokens": step * config.batch_tokens,
+                "lr": self._lr(max(step - 1, 0)),
+                "train_loss": float(np.mean(recent)) if recent else math.nan,
+                "val_loss": val_loss,
+            }
+        )
+        progress.diverged = progress.diverged or divergence([row["val_loss"] for row in progress.rows])
+        if self.trial is not None and math.isfinite(val_loss):
+            self.trial.report(val_loss, step)
+            if progress.diverged is None and step < config.steps and self.trial.should_prune():
+                if self.checkpoint is not None:
+                    self.checkpoint.unlink(missing_ok=True)
+                raise optuna.TrialPruned(f"pruned at step {step} with validation loss {val_loss:.4f}")
+
+    def _save(self) -> None:
+        """Write the checkpoint atomically: a run killed while saving keeps its previous checkpoint."""
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.checkpoint.with_suffix(".tmp")
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        torch.save({**state, "progress": asdict(self.progress)}, scratch)
+        os.replace(scratch, self.checkpoint)
+
+    def _resume(self) -> _Progress:
+        """The progress saved in the checkpoint (model and optimizer restored in place), or a fresh start."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return _Progress()
+        saved = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        progress = _Progress(**saved["progress"])
+        if self.trial is not None:  # a retried trial is a new trial: give it the curve so far
+            for row in progress.rows:
+                self.trial.report(row["val_loss"], row["step"])
+        return progress
+
+    def result(self) -> ProxyResult:
+        config, progress, device = self.config, self.progress, self.device
+        curve = pd.DataFrame(progress.rows, columns=["step", "tokens", "lr", "train_loss", "val_loss"])
+        tokens = progress.step * config.batch_tokens
+        timed_tokens = progress.timed_steps * config.batch_tokens
+        throughput = timed_tokens / progress.timed_seconds if progress.timed_seconds else 0.0
+        peak = peak_flops(device)
+        flops_per_token = config.model.flops_per_token()
+        stable_end = stable_steps(config.steps, config.warmup_steps, config.cooldown_fraction)
+        in_stable_phase = (curve["step"] > 0) & (curve["step"] <= stable_end) & (config.schedule == "wsd")
+        final = curve["val_loss"].iloc[0] if progress.diverged else curve["val_loss"].iloc[-1]
+        return ProxyResult(
+            final_loss=float(final),
+            diverged=progress.diverged is not None,
+            divergence_reason=progress.diverged,
+            steps=progress.step,
+            tokens=tokens,
+            flops=float(flops_per_token * tokens),
+            tokens_per_second=throughput,
+            mfu=flops_per_token * throughput / peak if peak else None,
+            wall_seconds=progress.wall_seconds,
+            epochs=tokens / len(self.corpus.train),
+            device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            curve=curve,
+            stable_losses=curve.loc[in_stable_phase, ["tokens", "val_loss"]].reset_index(drop=True),
+        )
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _training_divergence(train_losses: list[float]) -> str | None:
+    latest = train_losses[-1]
+    if not math.isfinite(latest):
+        return "training loss is not finite"
+    if latest > train_losses[0] * 1.1:
+        return "training loss climbed 10% above its starting value"
+    return None

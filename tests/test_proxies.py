@@ -1,0 +1,164 @@
+"""The proxy models: their shape and size, their parametrizations, and the μP coordinate check."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from optuna_lrlaw.proxies import ProxyConfig, build_model, configure_optimizer, coordinate_check, width_slopes
+from optuna_lrlaw.proxies.parametrization import attention_scale, group_rules, residual_multiplier
+
+CONFIGS = [
+    ProxyConfig(width=64, depth=2, heads=4),
+    ProxyConfig(width=96, depth=3, heads=4, mlp="swiglu", positions="learned", vocab_size=300),
+    ProxyConfig(width=64, depth=2, heads=2, n_experts=4, top_k=2, parametrization="mup"),
+]
+
+
+def non_embedding_numel(model) -> int:
+    groups = model.parameter_groups()
+    return sum(
+        p.numel() for group, members in groups.items() if group not in ("embedding", "output") for _, p in members
+    )
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["dense", "swiglu-learned", "moe"])
+def test_params_counts_the_models_non_embedding_parameters(config):
+    assert config.params() == non_embedding_numel(build_model(config))
+
+
+def test_active_params_of_moe_counts_top_k_experts():
+    moe = ProxyConfig(width=64, depth=2, heads=4, n_experts=8, top_k=2)
+    dense = replace(moe, n_experts=0)
+    expert = 2 * 64 * 256
+    assert moe.params() - moe.active_params() == 2 * 6 * expert
+    assert moe.active_params() == dense.params() + 2 * (expert + 64 * 8)
+
+
+def test_flops_per_token_follows_the_palm_formula():
+    config = ProxyConfig(width=128, depth=4, heads=4, seq_len=512, vocab_size=250)
+    assert config.padded_vocab == 256
+    assert config.flops_per_token() == 6 * config.params() + 6 * 128 * 256 + 12 * 4 * 128 * 512
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"width": 65}, "divisible by heads"),
+        ({"parametrization": "ntk"}, "parametrization must be one of"),
+        ({"n_experts": 2, "top_k": 3}, "top_k <= n_experts"),
+        ({"depth": 0}, "positive integer"),
+        ({"mlp": "relu"}, "mlp must be one of"),
+    ],
+)
+def test_bad_configs_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message):
+        ProxyConfig(**{"width": 64, "depth": 2, "heads": 4, **fields})
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["dense", "swiglu-learned", "moe"])
+def test_logits_have_the_vocabulary_shape_and_are_causal(config):
+    model = build_model(config).eval()
+    tokens = torch.randint(0, config.vocab_size, (2, 24))
+    logits = model(tokens)
+    assert logits.shape == (2, 24, config.vocab_size)
+    changed = tokens.clone()
+    changed[:, 12:] = (changed[:, 12:] + 1) % config.vocab_size
+    with torch.no_grad():
+        assert torch.allclose(model(changed)[:, :12], logits[:, :12], atol=1e-5)
+        assert not torch.allclose(model(changed)[:, 12:], logits[:, 12:])
+
+
+def test_sequence_longer_than_the_model_is_refused():
+    config = ProxyConfig(width=32, depth=1, heads=2, seq_len=8)
+    with pytest.raises(ValueError, match="exceeds the model's seq_len"):
+        build_model(config)(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_moe_balance_loss_is_one_when_routing_is_uniform_and_trains_the_router():
+    config = ProxyConfig(width=64, depth=1, heads=2, n_experts=4, top_k=1)
+    model = build_model(config)
+    torch.nn.init.zeros_(model.blocks[0].mlp.router.weight)  # equal probabilities, ties to expert 0
+    logits, balance = model(torch.randint(0, 256, (2, 16)), return_balance_loss=True)
+    # all tokens go to one expert with probability 1/4 each: 4 * (1 * 1/4) = 1
+    assert balance.item() == pytest.approx(1.0)
+    model = build_model(config)
+    _, balance = model(torch.randint(0, 256, (2, 16)), return_balance_loss=True)
+    balance.backward()
+    assert model.blocks[0].mlp.router.weight.grad.abs().sum() > 0
+
+
+def test_every_parameter_sits_in_exactly_one_documented_group():
+    model = build_model(CONFIGS[2])
+    groups = model.parameter_groups()
+    assert set(groups) == {"embedding", "hidden", "expert", "router", "output", "norm"}
+    names = [name for members in groups.values() for name, _ in members]
+    assert sorted(names) == sorted(name for name, _ in model.named_parameters())
+    assert all(".experts." in name for name, _ in groups["expert"])
+
+
+def test_mup_rules_scale_with_width_and_are_the_identity_at_the_base_shape():
+    base = ProxyConfig(width=64, depth=2, heads=4, parametrization="mup")
+    wide = replace(base, width=256)
+    assert group_rules(wide)["hidden"].lr == pytest.approx(1 / 4)
+    assert group_rules(wide)["hidden"].weight_decay == pytest.approx(4)
+    assert group_rules(wide)["hidden"].init_std == pytest.approx(1 / 2)
+    assert group_rules(wide)["router"].lr == 1.0
+    assert group_rules(wide)["output"].init_std == pytest.approx(2)  # initial logits keep their size
+    sp = replace(base, parametrization="sp")
+    assert group_rules(base) == group_rules(sp) == group_rules(replace(sp, width=256))
+    assert attention_scale(base) == pytest.approx(attention_scale(replace(base, parametrization="sp")))
+    assert attention_scale(wide) == pytest.approx(attention_scale(base) / 4)  # 1/d_head, not 1/sqrt(d_head)
+
+
+def test_all_parametrizations_are_the_same_model_at_the_base_shape():
+    tokens = torch.randint(0, 256, (2, 16))
+    outputs = []
+    for parametrization in ("sp", "mup", "completep"):
+        torch.manual_seed(0)
+        model = build_model(ProxyConfig(width=64, depth=2, heads=4, seq_len=16, parametrization=parametrization))
+        outputs.append(model(tokens))
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+
+
+def test_completep_scales_residual_branches_with_depth():
+    config = ProxyConfig(width=64, depth=8, heads=4, base_depth=2, parametrization="completep")
+    assert residual_multiplier(config) == pytest.approx(1 / 4)
+    assert residual_multiplier(replace(config, parametrization="mup")) == 1.0
+
+
+def test_configure_optimizer_applies_group_multipliers():
+    config = ProxyConfig(width=256, depth=1, heads=4, parametrization="mup", n_experts=2)
+    optimizer = configure_optimizer(build_model(config), config, lr=1e-2, weight_decay=0.1)
+    by_name = {group["name"]: group for group in optimizer.param_groups}
+    assert by_name["hidden"]["lr"] == pytest.approx(2.5e-3) and by_name["hidden"]["weight_decay"] == pytest.approx(0.4)
+    assert by_name["expert"]["lr"] == pytest.approx(2.5e-3)
+    assert by_name["router"]["lr"] == pytest.approx(1e-2) and by_name["router"]["weight_decay"] == 0
+    assert by_name["norm"]["weight_decay"] == 0
+    with pytest.raises(ValueError, match="lr > 0"):
+        configure_optimizer(build_model(config), config, lr=0.0)
+
+
+COORD_WIDTHS = [64, 128, 256, 512]
+
+
+def coordinate_slopes(parametrization: str):
+    config = ProxyConfig(width=64, depth=2, heads=4, seq_len=32, parametrization=parametrization)
+    slopes = width_slopes(coordinate_check(config, COORD_WIDTHS, lr=1e-3, steps=5))
+    return slopes[slopes["step"] >= 1]
+
+
+@pytest.mark.parametrize("parametrization", ["mup", "completep"])
+def test_coordinate_check_is_flat_across_width_under_mup(parametrization):
+    slopes = coordinate_slopes(parametrization)
+    assert slopes["module"].nunique() >= 20
+    worst = slopes.loc[slopes["slope"].abs().idxmax()]
+    assert abs(worst["slope"]) <= 0.1, worst.to_dict()
+
+
+def test_coordinate_check_grows_with_width_under_sp():
+    slopes = coordinate_slopes("sp")
+    last = slopes[slopes["step"] == slopes["step"].max()]
+    growing = last[~last["module"].str.contains("norm|embed")]
+    assert growing["slope"].median() > 0.5
+    assert (growing["slope"] > 0.3).all()
