@@ -5,6 +5,8 @@
 Widths 64 to 512 (depth 2, 4 heads, sequence 32), 5 AdamW steps at lr 1e-3 on one fixed
 batch, 3 seeds; the same settings as ``tests/test_proxies.py``. For each parametrization:
 the slope of log mean|activation| against log width, per module and step (0 = flat).
+Then depths 2 to 16 at width 128: the slope of the residual stream (entering the final
+norm) against log depth, under μP and CompleteP.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from optuna_lrlaw.proxies import ProxyConfig, coordinate_check, width_slopes
 
 WIDTHS = [64, 128, 256, 512]
+DEPTHS = [2, 4, 8, 16]
 SHOWN = ["embed", "blocks.0.attention", "blocks.1.mlp", "logits"]
 
 
@@ -38,11 +41,21 @@ def main() -> None:
             "slopes": {f"{row.module}@{row.step}": row.slope for row in slopes.itertuples()},
         }
         print(parametrization, summary[parametrization]["max_abs_slope_after_step_0"])
+    depth_slopes = {}
+    for parametrization in ("mup", "completep"):
+        config = ProxyConfig(width=128, depth=2, heads=4, seq_len=32, base_width=128, parametrization=parametrization)
+        slopes = width_slopes(coordinate_check(config, depths=DEPTHS), along="depth")
+        residual = slopes[slopes["module"] == "residual"]
+        steps_and_slopes = zip(residual["step"], residual["slope"], strict=True)
+        depth_slopes[parametrization] = {int(step): slope for step, slope in steps_and_slopes}
+        print(parametrization, "residual stream slope against depth", depth_slopes[parametrization])
     report = {
         "command": "python benchmarks/coord_check.py --out ... --figure ...",
         "torch": torch.__version__,
         "widths": WIDTHS,
         "summary": summary,
+        "depths": DEPTHS,
+        "residual_slope_against_depth": depth_slopes,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

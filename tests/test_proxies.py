@@ -162,3 +162,14 @@ def test_coordinate_check_grows_with_width_under_sp():
     growing = last[~last["module"].str.contains("norm|embed")]
     assert growing["slope"].median() > 0.5
     assert (growing["slope"] > 0.3).all()
+
+
+def test_completep_keeps_the_residual_stream_steady_across_depth_where_mup_lets_it_grow():
+    def depth_slope(parametrization: str) -> float:
+        config = ProxyConfig(width=128, depth=2, heads=4, seq_len=32, base_width=128, parametrization=parametrization)
+        slopes = width_slopes(coordinate_check(config, depths=[2, 4, 8, 16]), along="depth")
+        residual = slopes[slopes["module"] == "residual"]
+        return float(residual.loc[residual["step"].idxmax(), "slope"])
+
+    assert depth_slope("mup") > 0.8  # the stream grows about linearly with depth
+    assert abs(depth_slope("completep")) < 0.3
