@@ -39,17 +39,17 @@ SHAPE = {"depth": 2, "heads": 4, "seq_len": 128, "base_width": 64, "base_depth":
 TRAINING = {"batch_size": 16, "evals": 8, "eval_batches": 4, "schedule": "linear"}
 
 
-def study_name(parametrization: str, width: int) -> str:
-    return f"proxy-sweep-{parametrization}-w{width}"
+def study_name(parametrization: str, width: int, seed: int = 0) -> str:
+    return f"proxy-sweep-{parametrization}-w{width}" + (f"-s{seed}" if seed else "")
 
 
-def run(parametrization: str, widths: list[int], lrs: list[float], storage: str, device: str) -> None:
+def run(parametrization: str, widths: list[int], lrs: list[float], storage: str, device: str, seed: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for width in widths:
         model = ProxyConfig(width=width, parametrization=parametrization, **SHAPE)
-        objective = proxy_objective(model, tokens=TOKENS, lr_range=LR_RANGE, device=device, **TRAINING)
+        objective = proxy_objective(model, tokens=TOKENS, lr_range=LR_RANGE, device=device, seed=seed, **TRAINING)
         study = optuna.create_study(
-            study_name=study_name(parametrization, width),
+            study_name=study_name(parametrization, width, seed),
             storage=storage,
             pruner=optuna.pruners.NopPruner(),
             load_if_exists=True,
@@ -75,13 +75,14 @@ def sweeps(storage: str) -> pd.DataFrame:
     for summary in optuna.get_all_study_summaries(storage):
         if not summary.study_name.startswith("proxy-sweep-"):
             continue
-        _, _, parametrization, width = summary.study_name.split("-")
+        _, _, parametrization, width, *seed = summary.study_name.split("-")
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         for trial in study.get_trials(states=[optuna.trial.TrialState.COMPLETE]):
             rows.append(
                 {
                     "parametrization": parametrization,
                     "width": int(width[1:]),
+                    "seed": int(seed[0][1:]) if seed else 0,
                     "params": trial.user_attrs["lrlaw.params"],
                     "lr": trial.params["lr"],
                     "loss": trial.value,
@@ -107,11 +108,13 @@ def three_point_vertex(sweep: pd.DataFrame) -> float:
 def summarize(frame: pd.DataFrame) -> dict:
     """Best LR per sweep (grid, three-point vertex, `estimate_optimum`) and the transfer checks.
 
-    The checks use the three-point vertex: on single-seed sweeps this bumpy,
-    `estimate_optimum` (a band within 5% of the best loss) is reported beside it.
+    The checks use the three-point vertex of the seed-0 sweeps: on single-seed sweeps this
+    bumpy, `estimate_optimum` (a band within 5% of the best loss) is reported beside it.
+    Where an LR was run with more seeds, "wider is better" is also judged on the mean loss
+    over seeds of the best such LR.
     """
     optima = {}
-    for (parametrization, width), sweep in frame.groupby(["parametrization", "width"]):
+    for (parametrization, width), sweep in frame[frame["seed"] == 0].groupby(["parametrization", "width"]):
         estimate = estimate_optimum(sweep["lr"], sweep["loss"], diverged=sweep["diverged"], window=0.05)
         optima.setdefault(parametrization, {})[int(width)] = {
             "params": int(sweep["params"].iloc[0]),
@@ -122,6 +125,15 @@ def summarize(frame: pd.DataFrame) -> dict:
             "estimate_optimum_interval_80": list(estimate.interval(0.8)),
             "bracketed": estimate.bracketed,
         }
+        repeated = frame[(frame["parametrization"] == parametrization) & (frame["width"] == width)]
+        by_lr = repeated.groupby("lr")["loss"].agg(["mean", "count"])
+        by_lr = by_lr[by_lr["count"] > 1]
+        if not by_lr.empty:
+            optima[parametrization][int(width)]["best_mean_loss_over_seeds"] = {
+                "lr": float(by_lr["mean"].idxmin()),
+                "seeds": int(by_lr["count"].max()),
+                "loss": float(by_lr["mean"].min()),
+            }
     checks = {}
     for parametrization, by_width in optima.items():
         widths = sorted(by_width)
@@ -132,6 +144,11 @@ def summarize(frame: pd.DataFrame) -> dict:
             "grid_lr_shift": by_width[widths[-1]]["best_grid_lr"] / by_width[widths[0]]["best_grid_lr"],
             "wider_is_better": {f"{a}->{b}": by_width[b]["best_loss"] < by_width[a]["best_loss"] for a, b in pairs},
         }
+        if all("best_mean_loss_over_seeds" in by_width[w] for w in widths):
+            mean_loss = {w: by_width[w]["best_mean_loss_over_seeds"]["loss"] for w in widths}
+            checks[parametrization]["wider_is_better_mean_over_seeds"] = {
+                f"{a}->{b}": mean_loss[b] < mean_loss[a] for a, b in pairs
+            }
     return {"optima": optima, "checks": checks}
 
 
@@ -139,6 +156,7 @@ def figure(frame: pd.DataFrame, path: Path) -> None:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    frame = frame[frame["seed"] == 0]
     parametrizations = sorted(frame["parametrization"].unique())
     fig = make_subplots(rows=1, cols=len(parametrizations), subplot_titles=parametrizations, shared_yaxes=True)
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
@@ -173,6 +191,7 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=LRS, help="peak LRs to run (default: the grid)")
     parser.add_argument("--storage", default="sqlite:///proxy_sweeps.db")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="training seed; seeds other than 0 get their own studies")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--report", type=Path, help="write the summary JSON here")
     parser.add_argument("--figure", type=Path, help="write the plotly figure here")
@@ -180,7 +199,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.parametrization:
-        run(args.parametrization, args.widths, args.lrs, args.storage, args.device)
+        run(args.parametrization, args.widths, args.lrs, args.storage, args.device, args.seed)
     if args.report or args.figure:
         frame = sweeps(args.storage)
         if args.report:
