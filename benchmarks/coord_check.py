@@ -5,6 +5,7 @@
 Widths 64 to 512 (depth 2, 4 heads, sequence 32), 5 AdamW steps at lr 1e-3 on one fixed
 batch, 3 seeds; the same settings as ``tests/test_proxies.py``. For each parametrization:
 the slope of log mean|activation| against log width, per module and step (0 = flat).
+The same width check at depth 4 (base depth 2), whose steepest module is reported.
 Then depths 2 to 16 at width 128: the slope of the residual stream (entering the final
 norm) against log depth, under μP and CompleteP.
 """
@@ -41,6 +42,13 @@ def main() -> None:
             "slopes": {f"{row.module}@{row.step}": row.slope for row in slopes.itertuples()},
         }
         print(parametrization, summary[parametrization]["max_abs_slope_after_step_0"])
+    deeper = {}
+    for parametrization in ("mup", "completep"):
+        config = ProxyConfig(width=64, depth=4, heads=4, seq_len=32, base_depth=2, parametrization=parametrization)
+        slopes = width_slopes(coordinate_check(config, WIDTHS))
+        worst = slopes.loc[slopes.loc[slopes["step"] >= 1, "slope"].abs().idxmax()]
+        deeper[parametrization] = {"module": worst["module"], "step": int(worst["step"]), "slope": worst["slope"]}
+        print(parametrization, "depth 4, steepest module across width:", deeper[parametrization])
     depth_slopes = {}
     for parametrization in ("mup", "completep"):
         config = ProxyConfig(width=128, depth=2, heads=4, seq_len=32, base_width=128, parametrization=parametrization)
@@ -54,6 +62,7 @@ def main() -> None:
         "torch": torch.__version__,
         "widths": WIDTHS,
         "summary": summary,
+        "steepest_at_depth_4": deeper,
         "depths": DEPTHS,
         "residual_slope_against_depth": depth_slopes,
     }

@@ -148,6 +148,8 @@ def test_bad_training_configs_are_refused(corpus, fields, message):
 def test_a_corpus_with_more_tokens_than_the_model_is_refused(corpus):
     with pytest.raises(ValueError, match="vocab_size"):
         train_proxy(tiny_run(corpus, model=replace(TINY, vocab_size=100)), device="cpu")
+    with pytest.raises(ValueError, match="vocab_size"):  # also when the corpus is passed in opened
+        train_proxy(tiny_run(corpus, model=replace(TINY, vocab_size=100)), device="cpu", corpus=corpus)
 
 
 def test_schedules_warm_up_then_decay_to_their_floor():

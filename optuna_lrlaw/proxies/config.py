@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 PARAMETRIZATIONS: tuple[str, ...] = ("sp", "mup", "completep")
 _MLP_KINDS = ("gelu", "swiglu")
@@ -131,6 +131,3 @@ class ProxyConfig:
         return (
             6 * self.active_params() + 6 * self.width * self.padded_vocab + 12 * self.depth * self.width * self.seq_len
         )
-
-    def to_dict(self) -> dict:
-        return asdict(self)

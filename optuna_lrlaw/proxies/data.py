@@ -124,7 +124,8 @@ def _split_files(files: list[Path], relative: list[str], val_fraction: float) ->
     val = [file for file in files if position[file] < val_fraction] or [min(files, key=position.get)]
     if len(val) == len(files):
         val.remove(max(val, key=position.get))
-    return {"train": [file for file in files if file not in val], "val": val}
+    held_out = set(val)
+    return {"train": [file for file in files if file not in held_out], "val": val}
 
 
 def prepare_corpus(

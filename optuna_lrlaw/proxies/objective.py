@@ -10,6 +10,7 @@ import torch
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.train import TrainConfig, train_proxy
+from optuna_lrlaw.science.scale import Scale
 
 
 class ProxyObjective:
@@ -29,7 +30,7 @@ class ProxyObjective:
         self.config, self.lr_range, self.lr_param, self.device = config, (low, high), lr_param, device
 
     @property
-    def scale(self):
+    def scale(self) -> Scale:
         """The scale of every run of this objective: set it on the study with `set_study_scale`."""
         return self.config.scale()
 

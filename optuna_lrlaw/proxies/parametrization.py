@@ -26,7 +26,8 @@ sigma x sqrt(m), so the initial logits keep their size at every width, as they d
 base model. The alternatives make them vanish: a fixed sigma (initial logits shrink like
 1/sqrt(m), TP5's limit) or zero (microsoft/mup's option). On our proxies a small or zero
 readout trains markedly worse at the same learning rate (at the base shape, 2^18 tokens,
-lr 8e-3: validation loss 2.39 with sigma, 2.58 with sigma/10, 2.70 with zero), and a
+lr 8e-3: validation loss 2.39 with sigma, 2.61 with sigma/10, 2.70 with zero; see
+``benchmarks/readout_init.py``), and a
 readout that changes scale with width would put that handicap on the wide models only.
 The readout's effective learning rate, eta/m, is μP's; the coordinate check is flat.
 

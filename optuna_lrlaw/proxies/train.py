@@ -17,7 +17,6 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -112,12 +111,9 @@ class TrainConfig:
         active = self.model.active_params() if self.model.is_moe else None
         return Scale(self.model.params(), self.steps * self.batch_tokens, self.batch_tokens, active)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def fingerprint(self) -> str:
         """A short hash of everything that determines the run's result."""
-        settings = {key: value for key, value in self.to_dict().items() if key not in ("checkpoint_dir", "compile")}
+        settings = {key: value for key, value in asdict(self).items() if key not in ("checkpoint_dir", "compile")}
         return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -183,8 +179,10 @@ class _Progress:
     diverged: str | None = None
 
 
-def _load_corpus(config: TrainConfig) -> Corpus:
-    corpus = builtin_corpus() if config.corpus is None else open_corpus(config.corpus)
+def _checked_corpus(config: TrainConfig, corpus: Corpus | None) -> Corpus:
+    """``corpus``, or the one ``config`` names, after checking it fits the model and the budget."""
+    if corpus is None:
+        corpus = builtin_corpus() if config.corpus is None else open_corpus(config.corpus)
     if corpus.vocab_size > config.model.vocab_size:
         raise ValueError(
             f"the corpus has {corpus.vocab_size} tokens but the model's vocab_size is {config.model.vocab_size}"
@@ -225,7 +223,7 @@ def train_proxy(
         >>> result.steps, bool(result.final_loss < result.curve["val_loss"].iloc[0])
         (64, True)
     """
-    run = _Run(config, resolve_device(device), corpus or _load_corpus(config), trial)
+    run = _Run(config, resolve_device(device), _checked_corpus(config, corpus), trial)
     try:
         run.train()
     finally:
