@@ -1,6 +1,6 @@
 """Replay LR searches at Step Law's largest model against the measured runs.
 
-    python benchmarks/steplaw_replay.py [--seeds 20] [--trials 16] [--out benchmarks/results/steplaw_replay.json]
+    python benchmarks/steplaw_replay.py [--seeds 100] [--trials 16] [--out benchmarks/results/steplaw_replay.json]
                                         [--figure docs/figures/steplaw_replay.html]
 
 Target: the two N = 1.07e9 cells, each at its best batch size. Every sampler searches the
@@ -14,8 +14,9 @@ baseline is Optuna's GridSampler over 8 log-spaced LRs across the range, in its 
 random order. TPE and GP run with their defaults (10 random start-up trials).
 
 Reported per sampler and cell, over seeds: the median number of trials (and FLOPs) until
-the best trial so far is within 0.25% of the cell's best loss, and the median best-so-far
-regret after 1, 2, 3, 5 and 8 trials.
+the best trial so far is within 0.25% of the cell's best loss, with a bootstrap 90% interval
+of that median (with few good LRs in the range, 20 seeds leave the median a trial or two
+uncertain), and the median best-so-far regret after 1, 2, 3, 5 and 8 trials.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from optuna_lrlaw.science.steplaw import read_steplaw
 LR_RANGE = (2.44e-4, 2.21e-2)
 REGRET_GOAL = 0.0025
 CHECKPOINTS = (1, 2, 3, 5, 8)
+BOOTSTRAP = 2000
 
 
 def _samplers(law, scale: Scale) -> dict[str, Callable[[int], optuna.samplers.BaseSampler]]:
@@ -58,8 +60,12 @@ def _oracle(column: pd.DataFrame) -> Callable[[float], float]:
     return lambda lr: float(losses[np.argmin(np.abs(log_grid - math.log(lr)))])
 
 
-def replay(csv: str | Path = DEFAULT_CSV, *, seeds: int = 20, trials: int = 16) -> pd.DataFrame:
-    """One row per (cell, sampler, seed): the best-so-far regret after each trial."""
+def replay(
+    csv: str | Path = DEFAULT_CSV, *, seeds: int = 100, trials: int = 16, samplers: list[str] | None = None
+) -> pd.DataFrame:
+    """One row per (cell, sampler, seed): the best-so-far regret after each trial.
+
+    ``samplers`` picks some of the samplers by name (default: all of them)."""
     runs = read_steplaw(csv)
     cells = at_best_batch_size(runs)
     law = fit_law(cells[cells["params"] < TARGET_PARAMS])
@@ -71,6 +77,8 @@ def replay(csv: str | Path = DEFAULT_CSV, *, seeds: int = 20, trials: int = 16) 
         loss_at = _oracle(column)
         best = column["loss"].min()
         for name, make in _samplers(law, scale).items():
+            if samplers is not None and name not in samplers:
+                continue
             for seed in range(seeds):
                 study = optuna.create_study(sampler=make(seed))
                 study.optimize(
@@ -92,24 +100,30 @@ def replay(csv: str | Path = DEFAULT_CSV, *, seeds: int = 20, trials: int = 16) 
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Medians over seeds: trials and FLOPs to the regret goal, regret at the checkpoints."""
+    """Medians over seeds: trials and FLOPs to the regret goal (with a bootstrap 90% interval of
+    the median trials), regret at the checkpoints."""
 
     def trials_to_goal(regret: list[float]) -> float:
         hits = np.flatnonzero(np.asarray(regret) <= REGRET_GOAL)
         return float(hits[0] + 1) if hits.size else math.inf
 
     runs = runs.assign(trials_to_goal=runs["regret"].map(trials_to_goal))
+    rng = np.random.default_rng(0)
     rows = []
     for (params, tokens, sampler), group in runs.groupby(["params", "tokens", "sampler"], sort=False):
-        median_trials = float(np.median(group["trials_to_goal"]))
+        trials = group["trials_to_goal"].to_numpy()
+        median_trials = float(np.median(trials))
+        resampled = np.median(rng.choice(trials, size=(BOOTSTRAP, trials.size)), axis=1)
         row = {
             "params": params,
             "tokens": tokens,
             "sampler": sampler,
             "median_trials_to_0.25%": median_trials,
+            "median_trials_lo90": float(np.quantile(resampled, 0.05)),
+            "median_trials_hi90": float(np.quantile(resampled, 0.95)),
             "median_flops_to_0.25%": median_trials * group["flops_per_trial"].iloc[0],
         }
-        for k in CHECKPOINTS:
+        for k in (k for k in CHECKPOINTS if k <= len(group["regret"].iloc[0])):
             row[f"regret_after_{k}"] = float(np.median([r[k - 1] for r in group["regret"]]))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -138,14 +152,15 @@ def figure(runs: pd.DataFrame):
         fig.add_hline(y=100 * REGRET_GOAL, line_dash="dot", row=1, col=col)
     fig.update_xaxes(title_text="trials at the target scale")
     fig.update_yaxes(title_text="median best regret (%)", type="log")
-    fig.update_layout(title="Replay on Step Law's largest model (20 seeds)", height=420, width=980)
+    seeds = runs["seed"].nunique()
+    fig.update_layout(title=f"Replay on Step Law's largest model ({seeds} seeds)", height=420, width=980)
     return fig
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", nargs="?", default=DEFAULT_CSV, type=Path)
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--out", type=Path, default=None, help="write the summary and every run as JSON here")
     parser.add_argument("--figure", type=Path, default=None, help="write the regret curves as plotly HTML here")

@@ -216,3 +216,7 @@ def test_law_from_storage_learns_from_finished_studies_and_skips_the_current_one
     # The third study started from the law of the first two: its first trial is near 3.6e-3.
     assert abs(math.log(last.trials[0].params["lr"] / 3.6e-3)) < math.log(2)
     assert source.law_for(last) is law  # cached until a trial finishes elsewhere
+    # Limited to named studies, it reads only those.
+    first_two = LawFromStorage(storage, studies=["N=1e+07", "N=4e+07"])
+    assert set(first_two.law_for(None).optima["params"]) == {1e7, 4e7}
+    assert LawFromStorage(storage, studies=["N=1e+07"]).law_for(None).optima["params"].tolist() == [1e7]

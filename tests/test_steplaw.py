@@ -25,3 +25,15 @@ def test_prediction_at_the_largest_model_has_low_regret(report, setting):
 def test_batch_size_law_interval_holds_the_measured_best(report):
     rows = report[(report["setting"] == "b") & (report["prior"] == "weak")]
     assert rows["best_inside_90"].all(), rows
+
+
+def test_replayed_search_at_the_largest_model_needs_one_trial(steplaw_csv):
+    """The sampler's first trial at the law's prediction is within 0.25% of the best loss of
+    Step Law's N = 1.07e9, D = 2e10 cell, whatever the seed (benchmarks/steplaw_replay.py)."""
+    from steplaw_replay import replay, summarize
+
+    runs = replay(steplaw_csv, seeds=5, trials=3, samplers=["LRLawSampler"])
+    cell = summarize(runs).set_index("tokens").loc[2e10]
+    assert cell["median_trials_to_0.25%"] == 1
+    assert cell["median_trials_hi90"] == 1
+    assert cell["regret_after_1"] <= 0.0025

@@ -8,6 +8,7 @@ import typer
 
 from optuna_lrlaw.cli import data
 from optuna_lrlaw.cli.fit import fit
+from optuna_lrlaw.cli.ladder import ladder
 
 app = typer.Typer(
     name="optuna-lrlaw",
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command()(fit)
+app.command()(ladder)
 app.add_typer(data.app, name="data")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import optuna
 
@@ -29,6 +29,9 @@ class LawFromStorage:
         features: scale features of the law (see `fit_law`).
         prior: a `LawPrior` for the law's coefficients; default `priors.WEAK`.
         lr_param: name of the learning-rate parameter in the studies' trials.
+        studies: the names of the studies that take part (for example the rungs below
+            one in a ladder, in a storage shared with other ladders); default: every
+            study that records a scale.
 
     Example:
         >>> import optuna
@@ -45,8 +48,10 @@ class LawFromStorage:
         features: Sequence[str] = DEFAULT_FEATURES,
         prior: LawPrior | None = None,
         lr_param: str = "lr",
+        studies: Collection[str] | None = None,
     ) -> None:
         self._storage = optuna.storages.get_storage(storage)
+        self.studies = None if studies is None else frozenset(studies)
         self.features = tuple(features)
         self.prior = prior
         self.lr_param = lr_param
@@ -61,7 +66,9 @@ class LawFromStorage:
         sources = [
             s
             for s in self._storage.get_all_studies()
-            if s.study_name != exclude and _scale_from(s.user_attrs) is not None
+            if s.study_name != exclude
+            and (self.studies is None or s.study_name in self.studies)
+            and _scale_from(s.user_attrs) is not None
         ]
         key = tuple(
             (s.study_name, len(self._storage.get_all_trials(s._study_id, deepcopy=False, states=FINISHED_STATES)))

@@ -10,6 +10,7 @@ evaluate on a grid. No sampling, no optimizer that can fail to converge.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -55,11 +56,17 @@ class GridLinearFit:
         """log P(slope > 0) at each grid point: a sign constraint, applied exactly."""
         t = self.slope / self.slope_sd
         # special.stdtr (the Student-t CDF) is the costly step: skip it where the slope is
-        # surely positive (with >= 10 dof, P(T > 10) < 1e-6) and the answer is 0.
+        # surely positive, P(T < -t) < 1e-6, and the answer is 0 to within 1e-6.
         out = np.zeros_like(t)
-        unsure = ~(t > 10.0) if self.dof >= 10 else np.ones(t.shape, dtype=bool)
+        unsure = ~(t > _sure_positive_t(self.dof))
         out[unsure] = np.log(np.maximum(special.stdtr(self.dof, t[unsure]), 1e-300))
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _sure_positive_t(dof: float) -> float:
+    """The t above which a Student-t with ``dof`` degrees of freedom has a tail below 1e-6."""
+    return float(special.stdtrit(dof, 1.0 - 1e-6))
 
 
 def fit_shape_on_grid(

@@ -1,0 +1,162 @@
+"""``optuna-lrlaw ladder``: climb a scale-up ladder of proxies and predict the LR of a larger model."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from optuna_lrlaw.science.law import LRPrediction
+
+
+def ladder(
+    storage: Annotated[str, typer.Option(help="Optuna storage URL: SQLite, PostgreSQL or MySQL.")] = (
+        "sqlite:///optuna-lrlaw.db"
+    ),
+    name: Annotated[str, typer.Option(help="The ladder's name; its studies are called NAME/RUNG.")] = "ladder",
+    widths: Annotated[str, typer.Option(help="Widths of the rungs, comma-separated.")] = "32,48,64",
+    depth: Annotated[int, typer.Option(help="Layers of every rung.")] = 2,
+    head_dim: Annotated[int, typer.Option(help="Size of an attention head; width / head_dim heads.")] = 16,
+    tokens_per_param: Annotated[float, typer.Option(help="Training tokens per non-embedding parameter.")] = 10.0,
+    seq_len: Annotated[int, typer.Option(help="Tokens per training sequence.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Sequences per optimizer step.")] = 32,
+    parametrization: Annotated[str, typer.Option(help="sp, mup or completep.")] = "sp",
+    trials: Annotated[int, typer.Option(help="The most trials per rung; a rung stops early once converged.")] = 6,
+    target_width: Annotated[int, typer.Option(help="Width of the model to predict the LR of.")] = 256,
+    device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu or cuda.")] = "auto",
+    corpus: Annotated[
+        str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Search the optimal LR on proxies of growing width, refitting the law at each rung, and
+    predict the LR at --target-width. Everything is stored in --storage; rerun to resume."""
+    import optuna
+
+    from optuna_lrlaw.ladder import default_rungs, run_ladder
+
+    shape = {
+        "depth": depth,
+        "head_dim": head_dim,
+        "tokens_per_param": tokens_per_param,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "parametrization": parametrization,
+    }
+    rungs = default_rungs(_int_list(widths, "widths"), **shape)
+    (target,) = default_rungs([target_width], **shape)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    console = Console(stderr=True)
+    with _ProgressEvents(console, len(rungs), trials) as events:
+        result = run_ladder(
+            rungs, storage=storage, name=name, trials=trials, device=device, seed=seed, corpus=corpus, events=events
+        )
+    prediction = result.predict(target.scale()) if result.law is not None else None
+    if as_json:
+        rows = result.rungs.astype(object).where(result.rungs.notna(), None).to_dict(orient="records")
+        print(json.dumps({"storage": storage, "rungs": rows, "target": _prediction_dict(target.name, prediction)}))
+    else:
+        _print_report(result.rungs, target.name, prediction)
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--{option} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"--{option} is empty")
+    return values
+
+
+class _ProgressEvents:
+    """Rich progress bars for the ladder: one over all trials, one for the current rung."""
+
+    def __init__(self, console: Console, n_rungs: int, trials: int) -> None:
+        self.trials = trials
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.ladder_task = self.progress.add_task("ladder", total=n_rungs * trials)
+        self.rung_task: int | None = None
+
+    def __enter__(self) -> _ProgressEvents:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def rung_started(self, index, rung, prior: LRPrediction | None, trials_left: int) -> None:
+        # Trials a rung does not run (done before, or converged) count as done on the ladder's bar.
+        start = "wide prior" if prior is None else f"law predicts {prior.lr:.3g}"
+        self.progress.console.print(
+            f"rung {index + 1} {rung.name} ({rung.scale().params:,.0f} parameters): {start}, "
+            f"{trials_left} trial(s) to run"
+        )
+        self.progress.update(self.ladder_task, completed=index * self.trials + self.trials - trials_left)
+        if self.rung_task is not None:
+            self.progress.remove_task(self.rung_task)
+        self.rung_task = self.progress.add_task(f"  {rung.name}", total=trials_left)
+
+    def trial_finished(self, index, rung, trial) -> None:
+        lr = trial.params.get("lr", math.nan)
+        value = "pruned" if trial.value is None else f"loss {trial.value:.4f}"
+        self.progress.console.print(f"    trial {trial.number}: lr {lr:.3g}, {value} ({trial.state.name.lower()})")
+        self.progress.advance(self.rung_task)
+        self.progress.advance(self.ladder_task)
+
+
+def _prediction_dict(target: str, prediction: LRPrediction | None) -> dict | None:
+    if prediction is None:
+        return None
+    lo, hi = prediction.interval(0.9)
+    scale = prediction.scale
+    return {"rung": target, "params": scale.params, "tokens": scale.tokens, "lr": prediction.lr, "lo90": lo, "hi90": hi}
+
+
+def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
+    # Piped output gets the width of the table rather than 80 columns of wrapped cells.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title="Scale-up ladder", caption="lr intervals are 90%; pruned/diverged count trials")
+    columns = ("rung", "params", "tokens", "law's prediction", "trials", "pruned/div.", "best lr", "best loss")
+    for column in (*columns, "optimum found", "FLOPs"):
+        table.add_column(column, justify="left" if column == "rung" else "right", no_wrap=True)
+    for _, row in rungs.iterrows():
+        found = _lr_text(row.lr_star, row.lr_lo, row.lr_hi) + ("" if row.bracketed else " (bound)")
+        table.add_row(
+            row.rung,
+            f"{row.params:.3g}",
+            f"{row.tokens:.3g}",
+            _lr_text(row.prior_lr, row.prior_lo, row.prior_hi),
+            str(row.trials),
+            f"{row.pruned}/{row.diverged}",
+            f"{row.best_lr:.3g}",
+            f"{row.best_loss:.4f}",
+            found,
+            f"{row.flops:.3g}",
+        )
+    console.print(table)
+    if prediction is None:
+        console.print("No law yet: no rung's search brackets its optimum. Add trials or rungs and rerun.")
+        return
+    lo, hi = prediction.interval(0.9)
+    console.print(
+        f"[bold]Predicted lr* for {target} ({prediction.scale.params:.3g} parameters): {prediction.lr:.3g}[/bold]"
+        f"  (90% interval {lo:.3g} to {hi:.3g})"
+    )
+
+
+def _lr_text(lr: float, lo: float, hi: float) -> str:
+    return "-" if math.isnan(lr) else f"{lr:.3g} [{lo:.2g}, {hi:.2g}]"

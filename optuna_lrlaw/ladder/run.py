@@ -1,0 +1,209 @@
+"""Climbing the ladder: one LR search per rung, each starting from the law of the rungs below.
+
+Every rung is an Optuna study in one storage, named ``{name}/{rung.name}``, that records
+its scale (`set_study_scale`). Its sampler is an `LRLawSampler` whose law is a
+`LawFromStorage` over the ladder's lower rungs: the first rung searches the user's range
+with a wide prior; every later rung starts at the prediction of the law fitted on the rungs below it
+and needs fewer trials. An `LRLawPruner` stops diverged and hopeless runs, and
+`LRLawConvergence` ends a rung once another trial is not worth its cost.
+
+Everything lives in the storage, so an interrupted ladder resumes where it stopped: a
+rung that finished is not run again, and a rung cut short runs only its missing trials.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import optuna
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_lrlaw.integration import (
+    LawFromStorage,
+    LRLawConvergence,
+    LRLawPruner,
+    LRLawSampler,
+    set_study_scale,
+)
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, observations_from_study
+from optuna_lrlaw.ladder.rungs import Rung
+from optuna_lrlaw.proxies.objective import proxy_objective
+from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, LRPrediction, estimate_optima
+from optuna_lrlaw.science.scale import Scale
+
+#: Study user attributes the ladder writes: the rung's place and model, and that it finished.
+RUNG_ATTR = "lrlaw.ladder.rung"
+DONE_ATTR = "lrlaw.ladder.done"
+
+
+class LadderEvents:
+    """Hooks called as the ladder climbs, for progress displays; the default does nothing.
+
+    Any object with these two methods will do (the CLI's rich progress bars are one)."""
+
+    def rung_started(self, index: int, rung: Rung, prior: LRPrediction | None, trials_left: int) -> None:
+        """Rung ``index`` starts; ``prior`` is the law's prediction for it (None on a first rung)."""
+
+    def trial_finished(self, index: int, rung: Rung, trial: FrozenTrial) -> None:
+        """A trial of rung ``index`` has finished (completed, pruned or failed)."""
+
+
+@dataclass(frozen=True)
+class LadderResult:
+    """What a ladder found: one row per rung, and the law fitted on all of them.
+
+    ``rungs`` columns: ``rung``, ``study``, ``params``, ``tokens``, ``batch_tokens``; the
+    law's prediction before the rung's search (``prior_lr``, ``prior_lo``, ``prior_hi``: 90%
+    interval; NaN with no law yet); the trials (``trials``, ``pruned``, ``diverged``); the
+    search's result (``best_lr``, ``best_loss``, and the rung's optimum as its own sweep
+    measures it, ``lr_star`` with its 90% interval ``lr_lo``, ``lr_hi``, and ``bracketed``:
+    False when it is only a bound and the law leaves the rung out); its cost (``flops``,
+    ``wall_seconds``).
+    """
+
+    rungs: pd.DataFrame
+    law: LRLaw | None
+
+    def predict(self, scale: Scale) -> LRPrediction:
+        """The law's prediction at a new scale, e.g. the model the ladder prepares for."""
+        if self.law is None:
+            raise ValueError("the ladder's rungs do not support a law yet (no sweep brackets its optimum)")
+        return self.law.predict(scale)
+
+
+def run_ladder(
+    rungs: Sequence[Rung],
+    *,
+    storage: str | optuna.storages.BaseStorage = "sqlite:///optuna-lrlaw.db",
+    name: str = "ladder",
+    trials: int = 6,
+    lr_range: tuple[float, float] = (1e-4, 1e-1),
+    max_expected_regret: float = 1e-3,
+    features: Sequence[str] = DEFAULT_FEATURES,
+    device: str = "auto",
+    seed: int = 0,
+    events: LadderEvents | None = None,
+    **training,
+) -> LadderResult:
+    """Search the optimal LR at each rung, smallest first, refitting the law after every trial.
+
+    Args:
+        rungs: the ladder, in any order (it is climbed by parameter count).
+        storage: an Optuna storage or URL; SQLite by default, PostgreSQL or MySQL URLs let
+            several machines work on one ladder.
+        name: the ladder's name, the prefix of its studies' names.
+        trials: the most trials a rung runs (it stops earlier once converged).
+        lr_range: the range of peak LRs searched, log-uniformly.
+        max_expected_regret: a rung stops once its best LR's expected relative regret is
+            below this (`LRLawConvergence`).
+        features: the scale features of the law (see `fit_law`).
+        device: where the proxies train: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``.
+        seed: seeds the samplers; training runs use `TrainConfig`'s own seed.
+        events: progress hooks (`LadderEvents`).
+        training: further `TrainConfig` fields for every run (``schedule``, ``corpus``, ...).
+
+    Example:
+        >>> from optuna_lrlaw.ladder import default_rungs
+        >>> result = run_ladder(default_rungs((32, 64)), storage="sqlite:///ladder.db")  # doctest: +SKIP
+        >>> result.rungs[["rung", "trials", "lr_star"]]                                    # doctest: +SKIP
+    """
+    if not rungs:
+        raise ValueError("a ladder needs at least one rung")
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, got {trials}")
+    ordered = sorted(rungs, key=lambda rung: rung.model.params())
+    names = [rung.name for rung in ordered]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the rungs must differ in scale, got {names}")
+    storage = optuna.storages.get_storage(storage)
+    events = events or LadderEvents()
+    study_names = [f"{name}/{rung_name}" for rung_name in names]
+    rows = []
+    for index, rung in enumerate(ordered):
+        # The rungs below this one make its law: the prediction it starts from.
+        law = LawFromStorage(storage, features=features, studies=study_names[:index])
+        objective = proxy_objective(
+            rung.model, tokens=rung.tokens, batch_size=rung.batch_size, lr_range=lr_range, device=device, **training
+        )
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_names[index],
+            sampler=LRLawSampler(law, seed=seed + index),
+            pruner=LRLawPruner(),
+            load_if_exists=True,
+        )
+        set_study_scale(study, objective.scale)
+        study.set_user_attr(RUNG_ATTR, {"index": index, "model": asdict(rung.model), "batch_size": rung.batch_size})
+        fitted = law.law_for(study)
+        prior = None if fitted is None else fitted.predict(objective.scale)
+        trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - _count(study, FINISHED_STATES)
+        events.rung_started(index, rung, prior, trials_left)
+        if trials_left > 0:
+            study.optimize(
+                objective,
+                n_trials=trials_left,
+                callbacks=[
+                    LRLawConvergence(max_expected_regret),
+                    lambda study, trial, index=index, rung=rung: events.trial_finished(index, rung, trial),
+                ],
+            )
+        study.set_user_attr(DONE_ATTR, True)
+        rows.append(_summary(study, rung, prior))
+    everything = LawFromStorage(storage, features=features, studies=study_names)
+    with warnings.catch_warnings():  # no law at the end is what `law=None` says
+        warnings.simplefilter("ignore", UserWarning)
+        return LadderResult(pd.DataFrame(rows), everything.law_for(None))
+
+
+def _count(study: optuna.Study, states: Sequence[TrialState]) -> int:
+    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+
+
+def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dict[str, object]:
+    # The rung's optimum as its own sweep measures it: what the law is fitted on.
+    try:
+        observations = observations_from_study(study)
+    except ValueError:  # no finished trial says anything about the optimum (e.g. all pruned)
+        observations = pd.DataFrame({"lr": [], "loss": [], "diverged": []})
+    optimum = estimate_optima(observations).iloc[0].to_dict() if len(observations) else {}
+    best = observations[~observations["diverged"].astype(bool)].nsmallest(1, "loss")
+    prior_lo, prior_hi = prior.interval(0.9) if prior else (math.nan, math.nan)
+    trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    scale = rung.scale()
+    return {
+        "rung": rung.name,
+        "study": study.study_name,
+        "params": scale.params,
+        "tokens": scale.tokens,
+        "batch_tokens": scale.batch_tokens,
+        "prior_lr": prior.lr if prior else math.nan,
+        "prior_lo": prior_lo,
+        "prior_hi": prior_hi,
+        "trials": len(trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "diverged": sum(bool(t.user_attrs.get(DIVERGED_ATTR)) or t.state == TrialState.FAIL for t in trials),
+        "best_lr": float(best["lr"].iloc[0]) if len(best) else math.nan,
+        "best_loss": float(best["loss"].iloc[0]) if len(best) else math.nan,
+        "lr_star": optimum.get("lr", math.nan),
+        "lr_lo": optimum.get("lr_lo", math.nan),
+        "lr_hi": optimum.get("lr_hi", math.nan),
+        "bracketed": bool(optimum.get("bracketed", False)),
+        "flops": sum(_trial_flops(t, rung) for t in trials),
+        "wall_seconds": sum(
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            for t in trials
+            if t.datetime_complete and t.datetime_start
+        ),
+    }
+
+
+def _trial_flops(trial: FrozenTrial, rung: Rung) -> float:
+    """A finished run's FLOPs as it recorded them; a pruned run's up to its last reported step."""
+    if "flops" in trial.user_attrs:
+        return float(trial.user_attrs["flops"])
+    steps = trial.last_step or 0
+    return float(rung.model.flops_per_token() * rung.batch_size * rung.model.seq_len * steps)

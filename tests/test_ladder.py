@@ -1,0 +1,157 @@
+"""The scale-up ladder: rungs, the climb, its storage, resuming, and the CLI command."""
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from optuna_lrlaw import study_scale
+from optuna_lrlaw.cli import app
+from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, default_rungs, run_ladder
+from optuna_lrlaw.proxies import ProxyConfig, prepare_corpus
+
+PACKAGE = Path(__file__).resolve().parents[1] / "optuna_lrlaw"
+#: Rungs of 3.1k and 6.9k parameters that train in a second or two on a CPU, with an
+#: optimum near 1e-2 inside the searched range.
+TINY = {"depth": 1, "head_dim": 8, "seq_len": 32, "batch_size": 8, "tokens_per_param": 8.0}
+WIDTHS = (16, 24)
+TRAINING = {"device": "cpu", "evals": 4, "eval_batches": 2}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return str(prepare_corpus(PACKAGE, tmp_path_factory.mktemp("corpus") / "corpus.bin", pattern="*.py").path)
+
+
+class Recorder(LadderEvents):
+    def __init__(self) -> None:
+        self.started, self.finished = [], []
+
+    def rung_started(self, index, rung, prior, trials_left):
+        self.started.append((index, rung.name, prior, trials_left))
+
+    def trial_finished(self, index, rung, trial):
+        self.finished.append((index, trial.number))
+
+
+def climb(corpus, storage, widths=WIDTHS, **options):
+    settings = {"trials": 8, "corpus": corpus, **TRAINING, **options}
+    return run_ladder(default_rungs(widths, **TINY), storage=storage, **settings)
+
+
+@pytest.fixture(scope="module")
+def climbed(corpus, tmp_path_factory):
+    """One two-rung ladder climbed in a SQLite storage: (storage, result, events)."""
+    storage = f"sqlite:///{tmp_path_factory.mktemp('ladder') / 'ladder.db'}"
+    events = Recorder()
+    return storage, climb(corpus, storage, events=events), events
+
+
+def test_default_rungs_grow_in_width_with_tokens_in_proportion():
+    rungs = default_rungs((64, 32), tokens_per_param=10, seq_len=128, batch_size=32)
+    assert [r.model.width for r in rungs] == [32, 64]
+    for rung in rungs:
+        scale = rung.scale()
+        assert scale.tokens % (32 * 128) == 0
+        assert 10 * scale.params - 4096 < scale.tokens <= 10 * scale.params
+        assert scale.batch_tokens == 32 * 128
+    moe = Rung(ProxyConfig(width=32, depth=1, heads=2, n_experts=4, top_k=2, seq_len=32), tokens=2**12, batch_size=4)
+    assert moe.name == "w32-d1-e4k2-D4096" and moe.scale().active_params == moe.model.active_params()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: default_rungs((30,)), "multiples of head_dim"),
+        (lambda: default_rungs(()), "multiples of head_dim"),
+        (lambda: default_rungs((32,), tokens_per_param=0), "tokens_per_param"),
+        (lambda: Rung(ProxyConfig(width=32, depth=1, heads=2, seq_len=32), tokens=10), "at least one step"),
+        (lambda: run_ladder([]), "at least one rung"),
+        (lambda: run_ladder(default_rungs((16,)), trials=0), "trials"),
+        (lambda: default_rungs((32, 32)), "distinct"),
+        (lambda: run_ladder(default_rungs((16,)) * 2), "differ in scale"),
+    ],
+)
+def test_bad_ladders_are_refused(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_the_ladder_climbs_with_the_law_of_the_rungs_below(climbed):
+    storage, result, events = climbed
+    rungs = default_rungs(WIDTHS, **TINY)
+    # One study per rung in the storage, each with its scale, its place and "done".
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == list(result.rungs["study"]) == [f"ladder/{rung.name}" for rung in rungs]
+    for index, name in enumerate(result.rungs["study"]):
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert study_scale(study) == rungs[index].scale()
+        assert study.user_attrs[RUNG_ATTR]["index"] == index and study.user_attrs[DONE_ATTR]
+        assert 1 <= len(study.trials) <= 8
+
+    # The first rung starts from the wide prior; the second from the law fitted on the first.
+    first, second = events.started
+    assert first[2] is None and math.isnan(result.rungs.loc[0, "prior_lr"])
+    assert second[2] is not None and result.rungs.loc[1, "prior_lr"] == pytest.approx(second[2].lr)
+    assert len(events.finished) == result.rungs["trials"].sum()
+    assert (result.rungs["flops"] > 0).all() and (result.rungs["best_loss"] < 5.5).all()
+    assert result.rungs["bracketed"].all() and (result.rungs["lr_lo"] < result.rungs["lr_star"]).all()
+    assert (result.rungs["lr_star"] < result.rungs["lr_hi"]).all()
+    # The law on both rungs predicts the next width inside the range searched.
+    assert result.law is not None and 1e-4 < result.predict(default_rungs((32,), **TINY)[0].scale()).lr < 1e-1
+
+
+def test_climbing_again_runs_nothing_and_reports_the_same_ladder(climbed, corpus):
+    storage, result, _ = climbed
+    again = Recorder()
+    rerun = climb(corpus, storage, events=again)
+    assert [started[3] for started in again.started] == [0, 0] and not again.finished
+    assert rerun.rungs.drop(columns="wall_seconds").equals(result.rungs.drop(columns="wall_seconds"))
+
+
+def test_a_rung_cut_short_runs_only_its_missing_trials(corpus, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'ladder.db'}"
+    # An interrupted first climb: the rung has 2 trials but was never marked done.
+    climb(corpus, storage, widths=(16,), trials=2)
+    (name,) = (s.study_name for s in optuna.get_all_study_summaries(storage))
+    optuna.load_study(study_name=name, storage=storage).set_user_attr(DONE_ATTR, False)
+    events = Recorder()
+    climb(corpus, storage, widths=(16,), trials=3, max_expected_regret=1e-12, events=events)
+    assert events.started[0][3] == 1
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+
+
+def test_ladders_sharing_a_storage_keep_their_laws_apart(climbed, corpus):
+    storage, _, _ = climbed
+    events = Recorder()
+    # "other" climbs the widest rung of "ladder" anew: the rungs of "ladder" are no law to it.
+    climb(corpus, storage, widths=(24,), trials=1, name="other", events=events)
+    assert events.started[0][2] is None
+
+
+def test_the_ladder_command_reports_rungs_and_a_prediction(climbed, corpus):
+    storage, result, _ = climbed
+    # The command with the climbed ladder's options reads it back from the storage.
+    args = ["ladder", "--storage", storage, "--widths", "16,24", "--depth", "1", "--head-dim", "8", "--trials", "8"]
+    args += ["--seq-len", "32", "--batch-size", "8", "--tokens-per-param", "8", "--device", "cpu", "--corpus", corpus]
+    args += ["--target-width", "32"]
+    report = CliRunner().invoke(app, [*args, "--json"])
+    assert report.exit_code == 0, report.output
+    payload = json.loads(report.stdout.strip().splitlines()[-1])
+    assert [row["rung"] for row in payload["rungs"]] == list(result.rungs["rung"])
+    assert [row["lr_star"] for row in payload["rungs"]] == pytest.approx(list(result.rungs["lr_star"]))
+    target = payload["target"]
+    expected = result.predict(default_rungs((32,), **TINY)[0].scale())
+    assert target["rung"] == default_rungs((32,), **TINY)[0].name
+    assert target["lr"] == pytest.approx(expected.lr) and target["lo90"] < target["lr"] < target["hi90"]
+    tables = CliRunner().invoke(app, args)
+    assert tables.exit_code == 0, tables.output
+    assert "Scale-up ladder" in tables.stdout and f"{expected.lr:.3g}" in tables.stdout
+
+
+def test_the_ladder_command_refuses_bad_widths(tmp_path):
+    result = CliRunner().invoke(app, ["ladder", "--widths", "16,x", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert result.exit_code != 0 and "--widths" in str(result.exception)
