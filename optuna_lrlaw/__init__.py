@@ -10,10 +10,14 @@ The public API:
 - `priors`: the weak default and published laws.
 - `LRLawSampler`, `LRLawPruner`, `LRLawConvergence`, `LawFromStorage`: the Optuna plugin.
 - `ProxyConfig`, `TrainConfig`, `train_proxy`, `proxy_objective`, `build_model`,
-  `configure_optimizer`: GPT proxies trained as trials (`optuna_lrlaw.proxies`; imported
-  on first use, so the law and the plugin load without torch).
+  `configure_optimizer`: GPT proxies trained as trials (`optuna_lrlaw.proxies`).
+- `Rung`, `default_rungs`, `run_ladder`: the scale-up ladder (`optuna_lrlaw.ladder`).
+
+The proxies and the ladder are imported on first use, so the law and the plugin load
+without torch.
 """
 
+import importlib
 from typing import Any
 
 from optuna_lrlaw import priors
@@ -49,14 +53,20 @@ from optuna_lrlaw.science import (
 
 __version__ = "0.1.0"
 
-_PROXY_EXPORTS = ("ProxyConfig", "TrainConfig", "build_model", "configure_optimizer", "proxy_objective", "train_proxy")
+#: Names that need torch, imported on first use from the package that defines them.
+_LAZY_EXPORTS = {
+    **dict.fromkeys(
+        ("ProxyConfig", "TrainConfig", "build_model", "configure_optimizer", "proxy_objective", "train_proxy"),
+        "proxies",
+    ),
+    **dict.fromkeys(("Rung", "default_rungs", "run_ladder"), "ladder"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _PROXY_EXPORTS:
-        from optuna_lrlaw import proxies
-
-        return getattr(proxies, name)
+    if name in _LAZY_EXPORTS:
+        module = importlib.import_module(f"optuna_lrlaw.{_LAZY_EXPORTS[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module 'optuna_lrlaw' has no attribute {name!r}")
 
 
@@ -75,10 +85,12 @@ __all__ = [
     "LossCurveFit",
     "OptimumEstimate",
     "ProxyConfig",
+    "Rung",
     "Scale",
     "TrainConfig",
     "build_model",
     "configure_optimizer",
+    "default_rungs",
     "estimate_optima",
     "estimate_optimum",
     "fit_law",
@@ -89,6 +101,7 @@ __all__ = [
     "priors",
     "proxy_objective",
     "read_observations",
+    "run_ladder",
     "set_study_scale",
     "study_scale",
     "train_proxy",

@@ -40,3 +40,11 @@ def test_the_law_and_the_plugin_load_without_torch():
     from optuna_lrlaw import ProxyConfig, proxies
 
     assert ProxyConfig is proxies.ProxyConfig
+
+
+def test_the_ladder_is_exported_lazily():
+    import optuna_lrlaw
+    from optuna_lrlaw import ladder
+
+    assert optuna_lrlaw.run_ladder is ladder.run_ladder and optuna_lrlaw.Rung is ladder.Rung
+    assert {"Rung", "default_rungs", "run_ladder"} <= set(optuna_lrlaw.__all__)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from optuna_lrlaw import study_scale
 from optuna_lrlaw.cli import app
 from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, default_rungs, run_ladder
+from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS
 from optuna_lrlaw.proxies import ProxyConfig, prepare_corpus
 
 PACKAGE = Path(__file__).resolve().parents[1] / "optuna_lrlaw"
@@ -90,7 +91,7 @@ def test_the_ladder_climbs_with_the_law_of_the_rungs_below(climbed):
         study = optuna.load_study(study_name=name, storage=storage)
         assert study_scale(study) == rungs[index].scale()
         assert study.user_attrs[RUNG_ATTR]["index"] == index and study.user_attrs[DONE_ATTR]
-        assert 1 <= len(study.trials) <= 8
+        assert 1 <= len(study.trials) <= 8 + BRACKET_TRIALS
 
     # The first rung starts from the wide prior; the second from the law fitted on the first.
     first, second = events.started
@@ -121,7 +122,27 @@ def test_a_rung_cut_short_runs_only_its_missing_trials(corpus, tmp_path):
     events = Recorder()
     climb(corpus, storage, widths=(16,), trials=3, max_expected_regret=1e-12, events=events)
     assert events.started[0][3] == 1
-    assert len(optuna.load_study(study_name=name, storage=storage).trials) == 3
+    # Three trials from the sampler; any more are the rung's bracketing trials (enqueued).
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert sum("fixed_params" not in t.system_attrs for t in trials) == 3 and len(trials) <= 3 + BRACKET_TRIALS
+
+
+def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(corpus, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'ladder.db'}"
+    (rung,) = default_rungs((16,), **TINY)
+    # Three runs far below the optimum (near 1e-2): the best is the highest of them.
+    study = optuna.create_study(storage=storage, study_name=f"ladder/{rung.name}")
+    for lr in (1e-4, 1.4e-4, 2e-4):
+        study.enqueue_trial({"lr": lr})
+    climb(corpus, storage, widths=(16,), trials=3)
+    lrs = [t.params["lr"] for t in optuna.load_study(study_name=study.study_name, storage=storage).trials]
+    assert lrs == pytest.approx([1e-4, 1.4e-4, 2e-4, 2e-4 * BRACKET_STEP, 2e-4 * BRACKET_STEP**2][: 3 + BRACKET_TRIALS])
+    # Where the user's range ends, it stops: the optimum lies outside what may be searched.
+    capped = optuna.create_study(storage=storage, study_name=f"capped/{rung.name}")
+    for lr in (1e-4, 1.4e-4, 2e-4):
+        capped.enqueue_trial({"lr": lr})
+    climb(corpus, storage, widths=(16,), trials=3, name="capped", lr_range=(1e-4, 2e-4))
+    assert len(optuna.load_study(study_name=capped.study_name, storage=storage).trials) == 3
 
 
 def test_ladders_sharing_a_storage_keep_their_laws_apart(climbed, corpus):

@@ -43,6 +43,17 @@ def test_divergence_censors_the_optimum_from_above():
     assert capped.interval(0.9)[1] < lowest_diverged < free.interval(0.9)[1]
 
 
+def test_a_steep_neighbour_outside_the_band_still_bounds_the_optimum():
+    # Five runs on the flat low side, within 2% of the best, and one run at twice the best
+    # LR 8% worse (a proxy rung of the scale-up ladder). The far run is what brackets the
+    # optimum; a fit to the band alone put the optimum at 1.7e-2, above that run.
+    lrs = [4.83e-3, 5.8e-3, 7.48e-3, 8.17e-3, 8.49e-3, 1.81e-2]
+    losses = [2.0200, 2.0026, 1.9743, 1.9712, 1.9688, 2.1354]
+    estimate = estimate_optimum(lrs, losses)
+    assert estimate.bracketed and 7.48e-3 < estimate.lr < 1.81e-2
+    assert estimate.interval(0.9)[1] < 1.81e-2
+
+
 def test_minimum_at_an_edge_is_flagged_as_a_bound():
     est = estimate_optimum(LRS, parabola(LRS, optimum=3e-5))
     assert not est.bracketed and est.beyond == "below"

@@ -54,7 +54,7 @@ def ladder(
     (target,) = default_rungs([target_width], **shape)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = Console(stderr=True)
-    with _ProgressEvents(console, len(rungs), trials) as events:
+    with _ProgressEvents(console, len(rungs)) as events:
         result = run_ladder(
             rungs, storage=storage, name=name, trials=trials, device=device, seed=seed, corpus=corpus, events=events
         )
@@ -77,10 +77,9 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 class _ProgressEvents:
-    """Rich progress bars for the ladder: one over all trials, one for the current rung."""
+    """Rich progress bars for the ladder: one over its rungs, one over the current rung's trials."""
 
-    def __init__(self, console: Console, n_rungs: int, trials: int) -> None:
-        self.trials = trials
+    def __init__(self, console: Console, n_rungs: int) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -88,7 +87,7 @@ class _ProgressEvents:
             TimeElapsedColumn(),
             console=console,
         )
-        self.ladder_task = self.progress.add_task("ladder", total=n_rungs * trials)
+        self.ladder_task = self.progress.add_task("rungs", total=n_rungs)
         self.rung_task: int | None = None
 
     def __enter__(self) -> _ProgressEvents:
@@ -96,26 +95,29 @@ class _ProgressEvents:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.progress.update(self.ladder_task, completed=self.progress.tasks[0].total)
         self.progress.__exit__(*exc)
 
     def rung_started(self, index, rung, prior: LRPrediction | None, trials_left: int) -> None:
-        # Trials a rung does not run (done before, or converged) count as done on the ladder's bar.
         start = "wide prior" if prior is None else f"law predicts {prior.lr:.3g}"
         self.progress.console.print(
             f"rung {index + 1} {rung.name} ({rung.scale().params:,.0f} parameters): {start}, "
             f"{trials_left} trial(s) to run"
         )
-        self.progress.update(self.ladder_task, completed=index * self.trials + self.trials - trials_left)
+        self.progress.update(self.ladder_task, completed=index)
         if self.rung_task is not None:
             self.progress.remove_task(self.rung_task)
-        self.rung_task = self.progress.add_task(f"  {rung.name}", total=trials_left)
+        self.rung_task = self.progress.add_task(f"  {rung.name} trials", total=trials_left)
 
     def trial_finished(self, index, rung, trial) -> None:
         lr = trial.params.get("lr", math.nan)
         value = "pruned" if trial.value is None else f"loss {trial.value:.4f}"
         self.progress.console.print(f"    trial {trial.number}: lr {lr:.3g}, {value} ({trial.state.name.lower()})")
+        (task,) = (task for task in self.progress.tasks if task.id == self.rung_task)
+        if task.completed >= (task.total or 0):  # a bracketing trial, on top of the rung's budget
+            self.progress.update(task.id, total=task.completed + 1)
         self.progress.advance(self.rung_task)
-        self.progress.advance(self.ladder_task)
 
 
 def _prediction_dict(target: str, prediction: LRPrediction | None) -> dict | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import optuna
@@ -31,10 +31,13 @@ from optuna_lrlaw.integration import (
 )
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, observations_from_study
 from optuna_lrlaw.ladder.rungs import Rung
-from optuna_lrlaw.proxies.objective import proxy_objective
+from optuna_lrlaw.proxies.objective import ProxyObjective, proxy_objective
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, LRPrediction, estimate_optima
 from optuna_lrlaw.science.scale import Scale
 
+#: Extra trials a rung may spend to bracket its optimum, and how far past its edge each goes.
+BRACKET_TRIALS = 2
+BRACKET_STEP = 2.0
 #: Study user attributes the ladder writes: the rung's place and model, and that it finished.
 RUNG_ATTR = "lrlaw.ladder.rung"
 DONE_ATTR = "lrlaw.ladder.done"
@@ -140,17 +143,13 @@ def run_ladder(
         study.set_user_attr(RUNG_ATTR, {"index": index, "model": asdict(rung.model), "batch_size": rung.batch_size})
         fitted = law.law_for(study)
         prior = None if fitted is None else fitted.predict(objective.scale)
-        trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - _count(study, FINISHED_STATES)
+        finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+        trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - finished
         events.rung_started(index, rung, prior, trials_left)
         if trials_left > 0:
-            study.optimize(
-                objective,
-                n_trials=trials_left,
-                callbacks=[
-                    LRLawConvergence(max_expected_regret),
-                    lambda study, trial, index=index, rung=rung: events.trial_finished(index, rung, trial),
-                ],
-            )
+            report = lambda study, trial, index=index, rung=rung: events.trial_finished(index, rung, trial)  # noqa: E731
+            study.optimize(objective, n_trials=trials_left, callbacks=[LRLawConvergence(max_expected_regret), report])
+            _bracket(study, objective, lr_range, report)
         study.set_user_attr(DONE_ATTR, True)
         rows.append(_summary(study, rung, prior))
     everything = LawFromStorage(storage, features=features, studies=study_names)
@@ -159,17 +158,43 @@ def run_ladder(
         return LadderResult(pd.DataFrame(rows), everything.law_for(None))
 
 
-def _count(study: optuna.Study, states: Sequence[TrialState]) -> int:
-    return len(study.get_trials(deepcopy=False, states=tuple(states)))
+def _bracket(
+    study: optuna.Study,
+    objective: ProxyObjective,
+    lr_range: tuple[float, float],
+    report: Callable[[optuna.Study, FrozenTrial], None],
+) -> None:
+    """Spend up to `BRACKET_TRIALS` more trials, each `BRACKET_STEP` times past the best LR
+    on the open side, until the rung's sweep brackets its optimum.
+
+    The sampler draws where the optimum probably is, which need not bracket it; but the law
+    can use a rung only when its sweep does, so a rung whose best run sits at an edge of its
+    sweep tries one step beyond that edge.
+    """
+    for _ in range(BRACKET_TRIALS):
+        observations, optimum = _own_optimum(study)
+        if optimum.get("beyond") not in ("below", "above"):
+            return  # bracketed, or too few runs to say on which side
+        finite = observations.loc[~observations["diverged"].astype(bool), "lr"]
+        edge, step = (finite.min(), 1 / BRACKET_STEP) if optimum["beyond"] == "below" else (finite.max(), BRACKET_STEP)
+        lr = float(min(max(edge * step, lr_range[0]), lr_range[1]))
+        if lr in set(observations["lr"]):
+            return  # the range ends there: the optimum lies outside what the user lets us search
+        study.enqueue_trial({objective.lr_param: lr})
+        study.optimize(objective, n_trials=1, callbacks=[report])
 
 
-def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dict[str, object]:
-    # The rung's optimum as its own sweep measures it: what the law is fitted on.
+def _own_optimum(study: optuna.Study) -> tuple[pd.DataFrame, dict[str, object]]:
+    """The rung's finished runs, and its optimum as its own sweep measures it (what the law uses)."""
     try:
         observations = observations_from_study(study)
     except ValueError:  # no finished trial says anything about the optimum (e.g. all pruned)
-        observations = pd.DataFrame({"lr": [], "loss": [], "diverged": []})
-    optimum = estimate_optima(observations).iloc[0].to_dict() if len(observations) else {}
+        return pd.DataFrame({"lr": [], "loss": [], "diverged": []}), {}
+    return observations, estimate_optima(observations).iloc[0].to_dict()
+
+
+def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dict[str, object]:
+    observations, optimum = _own_optimum(study)
     best = observations[~observations["diverged"].astype(bool)].nsmallest(1, "loss")
     prior_lo, prior_hi = prior.interval(0.9) if prior else (math.nan, math.nan)
     trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)

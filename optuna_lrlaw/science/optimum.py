@@ -219,9 +219,9 @@ def _near_minimum(x: FloatArray, loss: FloatArray, window: float) -> np.ndarray:
     """Indices of the runs the parabola is fitted to: the band above the best loss.
 
     The band is ``window`` times the best loss (a relative band, as cross-entropies are
-    compared in percent), thinned evenly to at most ``_MAX_FIT_RUNS`` runs, widened with
-    the runs nearest in log LR to the best one until at least ``_MIN_FIT_RUNS`` runs at three
-    distinct LRs take part.
+    compared in percent), thinned evenly to at most ``_MAX_FIT_RUNS`` runs, joined by the
+    nearest run on each side of the best one, and widened with the runs nearest in log LR
+    to the best one until at least ``_MIN_FIT_RUNS`` runs at three distinct LRs take part.
     """
     best = int(np.argmin(loss))
     level = abs(loss[best]) if loss[best] != 0 else 1.0
@@ -235,6 +235,11 @@ def _near_minimum(x: FloatArray, loss: FloatArray, window: float) -> np.ndarray:
         chosen[:] = False
         chosen[keep] = True
         chosen[best] = True
+    # The nearest run on each side of the best one always takes part: they are what
+    # brackets the optimum, however far above the band a steep side puts them.
+    for side in (x < x[best], x > x[best]):
+        if side.any():
+            chosen[np.flatnonzero(side)[np.argmin(np.abs(x[side] - x[best]))]] = True
     by_distance = np.argsort(np.abs(x - x[best]), kind="stable")
     for i in by_distance:
         if chosen.sum() >= _MIN_FIT_RUNS and np.unique(x[chosen]).size >= 3:
@@ -339,7 +344,8 @@ def estimate_optimum(
         fitted = _near_minimum(x_ok, loss_ok, window)
         best = float(loss_ok[fitted].min())
         scale = abs(best) if best != 0 else float(np.ptp(loss_ok[fitted])) or 1.0
-        x_fit, y, counts, within_ss = _replicates_pooled(x_ok[fitted], (loss_ok[fitted] - best) / scale)
+        with np.errstate(over="ignore", invalid="ignore"):  # absurd losses end in the finiteness check below
+            x_fit, y, counts, within_ss = _replicates_pooled(x_ok[fitted], (loss_ok[fitted] - best) / scale)
 
     def log_density(grid: FloatArray) -> tuple[FloatArray, GridLinearFit | None, FloatArray | None]:
         log_post = np.zeros(grid.size)
