@@ -2,10 +2,11 @@
 
 Every rung is an Optuna study in one storage, named ``{name}/{rung.name}``, that records
 its scale (`set_study_scale`). Its sampler is an `LRLawSampler` whose law is a
-`LawFromStorage` over the ladder's lower rungs: the first rung searches the user's range
-with a wide prior; every later rung starts at the prediction of the law fitted on the rungs below it
-and needs fewer trials. An `LRLawPruner` stops diverged and hopeless runs, and
-`LRLawConvergence` ends a rung once another trial is not worth its cost.
+`LawFromStorage` over the rungs below it: the first rung searches the user's range with a
+wide prior; every later rung starts at the law's prediction and needs fewer trials. An
+`LRLawPruner` stops diverged and hopeless runs, `LRLawConvergence` ends a rung once
+another trial is not worth its cost, and a rung whose sweep ends at its best run steps
+past that edge (`_bracket`), since the law can only use sweeps that bracket their optimum.
 
 Everything lives in the storage, so an interrupted ladder resumes where it stopped: a
 rung that finished is not run again, and a rung cut short runs only its missing trials.
