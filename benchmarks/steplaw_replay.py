@@ -123,7 +123,8 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
             "median_trials_hi90": float(np.quantile(resampled, 0.95)),
             "median_flops_to_0.25%": median_trials * group["flops_per_trial"].iloc[0],
         }
-        for k in (k for k in CHECKPOINTS if k <= len(group["regret"].iloc[0])):
+        ran = len(group["regret"].iloc[0])
+        for k in [k for k in CHECKPOINTS if k <= ran]:
             row[f"regret_after_{k}"] = float(np.median([r[k - 1] for r in group["regret"]]))
         rows.append(row)
     return pd.DataFrame(rows)

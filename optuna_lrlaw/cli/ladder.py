@@ -87,6 +87,7 @@ class _ProgressEvents:
             TimeElapsedColumn(),
             console=console,
         )
+        self.n_rungs = n_rungs
         self.ladder_task = self.progress.add_task("rungs", total=n_rungs)
         self.rung_task: int | None = None
 
@@ -96,7 +97,7 @@ class _ProgressEvents:
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
-            self.progress.update(self.ladder_task, completed=self.progress.tasks[0].total)
+            self.progress.update(self.ladder_task, completed=self.n_rungs)
         self.progress.__exit__(*exc)
 
     def rung_started(self, index, rung, prior: LRPrediction | None, trials_left: int) -> None:

@@ -148,7 +148,10 @@ def run_ladder(
         trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - finished
         events.rung_started(index, rung, prior, trials_left)
         if trials_left > 0:
-            report = lambda study, trial, index=index, rung=rung: events.trial_finished(index, rung, trial)  # noqa: E731
+
+            def report(study: optuna.Study, trial: FrozenTrial, index: int = index, rung: Rung = rung) -> None:
+                events.trial_finished(index, rung, trial)
+
             study.optimize(objective, n_trials=trials_left, callbacks=[LRLawConvergence(max_expected_regret), report])
             _bracket(study, objective, lr_range, report)
         study.set_user_attr(DONE_ATTR, True)
@@ -232,4 +235,4 @@ def _trial_flops(trial: FrozenTrial, rung: Rung) -> float:
     if "flops" in trial.user_attrs:
         return float(trial.user_attrs["flops"])
     steps = trial.last_step or 0
-    return float(rung.model.flops_per_token() * rung.batch_size * rung.model.seq_len * steps)
+    return float(rung.model.flops_per_token() * rung.scale().batch_tokens * steps)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from optuna_lrlaw.proxies.config import ProxyConfig
+from optuna_lrlaw.proxies.train import TrainConfig
 from optuna_lrlaw.science.scale import Scale
 
 
@@ -24,12 +25,11 @@ class Rung:
     batch_size: int = 32
 
     def __post_init__(self) -> None:
-        per_step = self.batch_size * self.model.seq_len
-        if self.batch_size < 1 or self.tokens < per_step:
-            raise ValueError(
-                f"a rung needs batch_size >= 1 and at least one step of tokens "
-                f"({per_step}), got batch_size={self.batch_size}, tokens={self.tokens}"
-            )
+        self.training(lr=1.0)  # TrainConfig refuses a batch size or token budget it cannot run
+
+    def training(self, lr: float) -> TrainConfig:
+        """The run of this rung at peak learning rate ``lr``."""
+        return TrainConfig(self.model, lr=lr, tokens=self.tokens, batch_size=self.batch_size)
 
     @property
     def name(self) -> str:
@@ -38,14 +38,8 @@ class Rung:
         return f"w{self.model.width}-d{self.model.depth}{experts}-D{self.tokens}"
 
     def scale(self) -> Scale:
-        """The scale the law sees: non-embedding (active) parameters, tokens, tokens per step."""
-        active = self.model.active_params() if self.model.n_experts else None
-        return Scale(
-            params=self.model.params(),
-            tokens=self.tokens,
-            batch_tokens=self.batch_size * self.model.seq_len,
-            active_params=active,
-        )
+        """The scale the law sees, the same at every LR: (active) parameters, tokens trained, tokens per step."""
+        return self.training(lr=1.0).scale()
 
 
 def default_rungs(
