@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from optuna_lrlaw import Scale, fit_law
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -56,3 +58,19 @@ def draw_problem(rng: np.random.Generator) -> Problem:
             frames.append(frame.assign(params=n, tokens=d))
     holdout = {"params": 1e7 * 25.0, "tokens": 1e9 * 8.0}
     return Problem(exponents, log_lr_ref, reference, pd.concat(frames, ignore_index=True), holdout)
+
+
+def law_coverage(n_problems: int = 200, seed: int = 0) -> dict[str, float]:
+    """How often the law's 90% intervals hold the truth over ``n_problems`` drawn problems: for
+    the N and D exponents, and for the optimum at the larger held-out scale."""
+    rng = np.random.default_rng(seed)
+    hits = {"params": 0, "tokens": 0, "holdout": 0}
+    for _ in range(n_problems):
+        problem = draw_problem(rng)
+        law = fit_law(problem.observations)
+        table = law.coefficients(0.9)
+        for name in ("params", "tokens"):
+            hits[name] += table.loc[name, "lo"] <= problem.exponents[name] <= table.loc[name, "hi"]
+        lo, hi = law.predict(Scale(**problem.holdout)).interval(0.9)
+        hits["holdout"] += lo <= problem.true_lr(**problem.holdout) <= hi
+    return {name: count / n_problems for name, count in hits.items()}

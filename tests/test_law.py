@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import draw_problem, sweep
+from synthetic import law_coverage, sweep
 
 from optuna_lrlaw import LRLaw, Scale, fit_law, priors
 
@@ -99,16 +99,5 @@ def test_bad_arguments():
 def test_calibration_on_200_synthetic_problems():
     """The true exponents, and the true optimum at a larger held-out scale, fall inside the
     90% intervals in 80% to 97% of problems drawn from known laws (tests/synthetic.py)."""
-    rng = np.random.default_rng(0)
-    hits = {"params": 0, "tokens": 0, "holdout": 0}
-    n_problems = 200
-    for _ in range(n_problems):
-        problem = draw_problem(rng)
-        law = fit_law(problem.observations)
-        table = law.coefficients(0.9)
-        for name in ("params", "tokens"):
-            hits[name] += table.loc[name, "lo"] <= problem.exponents[name] <= table.loc[name, "hi"]
-        lo, hi = law.predict(Scale(**problem.holdout)).interval(0.9)
-        hits["holdout"] += lo <= problem.true_lr(**problem.holdout) <= hi
-    coverage = {name: count / n_problems for name, count in hits.items()}
+    coverage = law_coverage(200, seed=0)
     assert all(0.80 <= c <= 0.97 for c in coverage.values()), coverage
