@@ -8,6 +8,11 @@
     nearest the prediction (at that batch size) over the cell's best loss, minus 1.
 Step Law's own formula, and our law with a Step Law prior (which leaks: Step Law was fitted
 on this very table), are shown beside the headline numbers with the weak default prior.
+
+A second table checks setting (a)'s intervals model size by model size: each of the five
+model sizes in turn is predicted from the others (the largest, as above, from the smaller
+ones only), and every cell's prediction is compared with two measurements of its optimum,
+the grid LR of its best run and the posterior of its own sweep (`estimate_optimum`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from optuna_lrlaw import Scale, fit_law, priors
+from optuna_lrlaw.science.law import estimate_optima
 from optuna_lrlaw.science.steplaw import read_steplaw
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "steplaw" / "dense_lr_bs_loss.csv"
@@ -83,15 +89,62 @@ def holdout_report(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def leave_one_model_out(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
+    """Setting (a) with each model size held out in turn, one row per held-out cell.
+
+    ``z_grid`` is the grid-best LR's distance from the prediction in predictive sds;
+    ``z_sweep`` is that of the cell's own sweep posterior, in sds of the two combined.
+    """
+    runs = read_steplaw(csv)
+    best = runs.loc[runs.groupby(["params", "tokens"])["loss"].idxmin()]
+    at_best_batch = at_best_batch_size(runs)
+    own = estimate_optima(at_best_batch).set_index(["params", "tokens"])
+    rows = []
+    for held_out in sorted(at_best_batch["params"].unique()):
+        below = at_best_batch["params"] < TARGET_PARAMS if held_out >= TARGET_PARAMS else True
+        law = fit_law(at_best_batch[(at_best_batch["params"] != held_out) & below])
+        for _, cell in best[best["params"] == held_out].iterrows():
+            prediction = law.predict(Scale(cell["params"], cell["tokens"]))
+            lo, hi = prediction.interval(0.9)
+            sweep = own.loc[(cell["params"], cell["tokens"])]
+            rows.append(
+                {
+                    "params": cell["params"],
+                    "tokens": cell["tokens"],
+                    "predicted_lr": prediction.lr,
+                    "lo90": lo,
+                    "hi90": hi,
+                    "grid_best_lr": cell["lr"],
+                    "grid_best_inside_90": bool(lo <= cell["lr"] <= hi),
+                    "z_grid": (math.log(cell["lr"]) - prediction.log_lr_mean) / prediction.log_lr_sd,
+                    "sweep_lr": sweep["lr"],
+                    "z_sweep": (sweep["log_lr_mean"] - prediction.log_lr_mean)
+                    / math.hypot(prediction.log_lr_sd, sweep["log_lr_sd"]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     csv = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_CSV
     report = holdout_report(csv)
+    cells = leave_one_model_out(csv)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(
             report.assign(regret_pct=100 * report["regret"])
             .drop(columns="regret")
             .to_string(index=False, float_format=lambda v: f"{v:.4g}")
         )
+        print("\nSetting (a), each model size held out in turn:")
+        print(cells.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    inside_sweep = (cells["z_sweep"].abs() <= 1.645).mean()
+    grid_vs_sweep = math.sqrt((np.log(cells["grid_best_lr"] / cells["sweep_lr"]) ** 2).mean())
+    print(
+        f"\n{len(cells)} cells. Grid-best LR inside the 90% interval: {cells['grid_best_inside_90'].mean():.0%}, "
+        f"rms z {math.sqrt((cells['z_grid'] ** 2).mean()):.2f}. Own sweep posterior within 1.645 combined sds: "
+        f"{inside_sweep:.0%}, rms z {math.sqrt((cells['z_sweep'] ** 2).mean()):.2f}. "
+        f"Grid-best LR vs own sweep posterior: rms {grid_vs_sweep:.2f} in log LR."
+    )
 
 
 if __name__ == "__main__":

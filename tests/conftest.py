@@ -16,6 +16,15 @@ def steplaw_csv() -> Path:
     return STEPLAW_CSV
 
 
+@pytest.fixture(scope="session")
+def code_corpus(tmp_path_factory) -> str:
+    """A corpus of this package's own source files, for proxies that train in seconds."""
+    from optuna_lrlaw.proxies import prepare_corpus
+
+    path = tmp_path_factory.mktemp("corpus") / "corpus.bin"
+    return str(prepare_corpus(ROOT / "optuna_lrlaw", path, pattern="*.py").path)
+
+
 def _hypothesis_profiles() -> None:
     import os
 

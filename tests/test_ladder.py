@@ -2,29 +2,17 @@
 
 import json
 import math
-from pathlib import Path
 
 import optuna
 import pytest
+from tiny import TINY, TRAINING, WIDTHS
 from typer.testing import CliRunner
 
 from optuna_lrlaw import study_scale
 from optuna_lrlaw.cli import app
 from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, default_rungs, run_ladder
 from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS
-from optuna_lrlaw.proxies import ProxyConfig, prepare_corpus
-
-PACKAGE = Path(__file__).resolve().parents[1] / "optuna_lrlaw"
-#: Rungs of 3.1k and 6.9k parameters that train in a second or two on a CPU, with an
-#: optimum near 1e-2 inside the searched range.
-TINY = {"depth": 1, "head_dim": 8, "seq_len": 32, "batch_size": 8, "tokens_per_param": 8.0}
-WIDTHS = (16, 24)
-TRAINING = {"device": "cpu", "evals": 4, "eval_batches": 2}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    return str(prepare_corpus(PACKAGE, tmp_path_factory.mktemp("corpus") / "corpus.bin", pattern="*.py").path)
+from optuna_lrlaw.proxies import ProxyConfig
 
 
 class Recorder(LadderEvents):
@@ -38,17 +26,17 @@ class Recorder(LadderEvents):
         self.finished.append((index, trial.number))
 
 
-def climb(corpus, storage, widths=WIDTHS, **options):
-    settings = {"trials": 8, "corpus": corpus, **TRAINING, **options}
+def climb(code_corpus, storage, widths=WIDTHS, **options):
+    settings = {"trials": 8, "corpus": code_corpus, **TRAINING, **options}
     return run_ladder(default_rungs(widths, **TINY), storage=storage, **settings)
 
 
 @pytest.fixture(scope="module")
-def climbed(corpus, tmp_path_factory):
+def climbed(code_corpus, tmp_path_factory):
     """One two-rung ladder climbed in a SQLite storage: (storage, result, events)."""
     storage = f"sqlite:///{tmp_path_factory.mktemp('ladder') / 'ladder.db'}"
     events = Recorder()
-    return storage, climb(corpus, storage, events=events), events
+    return storage, climb(code_corpus, storage, events=events), events
 
 
 def test_default_rungs_grow_in_width_with_tokens_in_proportion():
@@ -106,59 +94,70 @@ def test_the_ladder_climbs_with_the_law_of_the_rungs_below(climbed):
     assert result.law is not None and 1e-4 < result.predict(default_rungs((32,), **TINY)[0].scale()).lr < 1e-1
 
 
-def test_climbing_again_runs_nothing_and_reports_the_same_ladder(climbed, corpus):
+def test_climbing_again_runs_nothing_and_reports_the_same_ladder(climbed, code_corpus):
     storage, result, _ = climbed
     again = Recorder()
-    rerun = climb(corpus, storage, events=again)
+    rerun = climb(code_corpus, storage, events=again)
     assert [started[3] for started in again.started] == [0, 0] and not again.finished
     assert rerun.rungs.drop(columns="wall_seconds").equals(result.rungs.drop(columns="wall_seconds"))
 
 
-def test_a_rung_cut_short_runs_only_its_missing_trials(corpus, tmp_path):
+def test_a_rung_cut_short_runs_only_its_missing_trials(code_corpus, tmp_path):
     storage = f"sqlite:///{tmp_path / 'ladder.db'}"
     # An interrupted first climb: the rung has 2 trials but was never marked done.
-    climb(corpus, storage, widths=(16,), trials=2)
+    climb(code_corpus, storage, widths=(16,), trials=2)
     (name,) = (s.study_name for s in optuna.get_all_study_summaries(storage))
     optuna.load_study(study_name=name, storage=storage).set_user_attr(DONE_ATTR, False)
     events = Recorder()
-    climb(corpus, storage, widths=(16,), trials=3, max_expected_regret=1e-12, events=events)
+    climb(code_corpus, storage, widths=(16,), trials=3, max_expected_regret=1e-12, events=events)
     assert events.started[0][3] == 1
     # Three trials from the sampler; any more are the rung's bracketing trials (enqueued).
     trials = optuna.load_study(study_name=name, storage=storage).trials
     assert sum("fixed_params" not in t.system_attrs for t in trials) == 3 and len(trials) <= 3 + BRACKET_TRIALS
 
 
-def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(corpus, tmp_path):
+def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_path):
     storage = f"sqlite:///{tmp_path / 'ladder.db'}"
     (rung,) = default_rungs((16,), **TINY)
     # Three runs far below the optimum (near 1e-2): the best is the highest of them.
     study = optuna.create_study(storage=storage, study_name=f"ladder/{rung.name}")
     for lr in (1e-4, 1.4e-4, 2e-4):
         study.enqueue_trial({"lr": lr})
-    climb(corpus, storage, widths=(16,), trials=3)
+    climb(code_corpus, storage, widths=(16,), trials=3)
     lrs = [t.params["lr"] for t in optuna.load_study(study_name=study.study_name, storage=storage).trials]
     assert lrs == pytest.approx([1e-4, 1.4e-4, 2e-4, 2e-4 * BRACKET_STEP, 2e-4 * BRACKET_STEP**2][: 3 + BRACKET_TRIALS])
     # Where the user's range ends, it stops: the optimum lies outside what may be searched.
     capped = optuna.create_study(storage=storage, study_name=f"capped/{rung.name}")
     for lr in (1e-4, 1.4e-4, 2e-4):
         capped.enqueue_trial({"lr": lr})
-    climb(corpus, storage, widths=(16,), trials=3, name="capped", lr_range=(1e-4, 2e-4))
+    climb(code_corpus, storage, widths=(16,), trials=3, name="capped", lr_range=(1e-4, 2e-4))
     assert len(optuna.load_study(study_name=capped.study_name, storage=storage).trials) == 3
 
 
-def test_ladders_sharing_a_storage_keep_their_laws_apart(climbed, corpus):
+def test_ladders_sharing_a_storage_keep_their_laws_apart(climbed, code_corpus):
     storage, _, _ = climbed
     events = Recorder()
     # "other" climbs the widest rung of "ladder" anew: the rungs of "ladder" are no law to it.
-    climb(corpus, storage, widths=(24,), trials=1, name="other", events=events)
+    climb(code_corpus, storage, widths=(24,), trials=1, name="other", events=events)
     assert events.started[0][2] is None
 
 
-def test_the_ladder_command_reports_rungs_and_a_prediction(climbed, corpus):
+def test_the_ladder_command_reports_rungs_and_a_prediction(climbed, code_corpus):
     storage, result, _ = climbed
     # The command with the climbed ladder's options reads it back from the storage.
     args = ["ladder", "--storage", storage, "--widths", "16,24", "--depth", "1", "--head-dim", "8", "--trials", "8"]
-    args += ["--seq-len", "32", "--batch-size", "8", "--tokens-per-param", "8", "--device", "cpu", "--corpus", corpus]
+    args += [
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "8",
+        "--tokens-per-param",
+        "8",
+        "--device",
+        "cpu",
+        "--corpus",
+        code_corpus,
+    ]
     args += ["--target-width", "32"]
     report = CliRunner().invoke(app, [*args, "--json"])
     assert report.exit_code == 0, report.output

@@ -34,13 +34,24 @@ def ladder(
         str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare",
+            help="Then train --target-width three ways (at the law's LR, by μTransfer from the smallest rung, "
+            "by ordinary search) and compare their cost and regret. Pick a --target-width you can afford to search.",
+        ),
+    ] = False,
+    search_trials: Annotated[
+        int, typer.Option(help="With --compare: trials of each ordinary search (at the target, on μTransfer's proxy).")
+    ] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Search the optimal LR on proxies of growing width, refitting the law at each rung, and
     predict the LR at --target-width. Everything is stored in --storage; rerun to resume."""
     import optuna
 
-    from optuna_lrlaw.ladder import default_rungs, run_ladder
+    from optuna_lrlaw.ladder import compare_search_costs, default_rungs, run_ladder
 
     shape = {
         "depth": depth,
@@ -54,16 +65,32 @@ def ladder(
     (target,) = default_rungs([target_width], **shape)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = Console(stderr=True)
-    with _ProgressEvents(console, len(rungs)) as events:
-        result = run_ladder(
-            rungs, storage=storage, name=name, trials=trials, device=device, seed=seed, corpus=corpus, events=events
-        )
+    common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
+    comparison = None
+    with _ProgressEvents(console, len(rungs) + (4 if compare else 0)) as events:
+        result = run_ladder(rungs, trials=trials, events=events, **common)
+        if compare:
+            comparison = compare_search_costs(
+                result, rungs, target, search_trials=search_trials, proxy_trials=search_trials, events=events, **common
+            )
     prediction = result.predict(target.scale()) if result.law is not None else None
     if as_json:
-        rows = result.rungs.astype(object).where(result.rungs.notna(), None).to_dict(orient="records")
-        print(json.dumps({"storage": storage, "rungs": rows, "target": _prediction_dict(target.name, prediction)}))
+        payload = {
+            "storage": storage,
+            "rungs": _records(result.rungs),
+            "target": _prediction_dict(target.name, prediction),
+        }
+        if comparison is not None:
+            payload["comparison"] = _records(comparison)
+        print(json.dumps(payload))
     else:
         _print_report(result.rungs, target.name, prediction)
+        if comparison is not None:
+            _print_comparison(comparison, target.name)
+
+
+def _records(table) -> list[dict]:
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -77,9 +104,10 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 class _ProgressEvents:
-    """Rich progress bars for the ladder: one over its rungs, one over the current rung's trials."""
+    """Rich progress bars for the ladder: one over its stages (rungs, then any comparison's
+    searches), one over the current stage's trials."""
 
-    def __init__(self, console: Console, n_rungs: int) -> None:
+    def __init__(self, console: Console, n_stages: int) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -87,8 +115,9 @@ class _ProgressEvents:
             TimeElapsedColumn(),
             console=console,
         )
-        self.n_rungs = n_rungs
-        self.ladder_task = self.progress.add_task("rungs", total=n_rungs)
+        self.n_stages = n_stages
+        self.stages_done = 0
+        self.ladder_task = self.progress.add_task("stages", total=n_stages)
         self.rung_task: int | None = None
 
     def __enter__(self) -> _ProgressEvents:
@@ -97,16 +126,20 @@ class _ProgressEvents:
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
-            self.progress.update(self.ladder_task, completed=self.n_rungs)
+            self.progress.update(self.ladder_task, completed=self.n_stages)
         self.progress.__exit__(*exc)
 
     def rung_started(self, index, rung, prior: LRPrediction | None, trials_left: int) -> None:
         start = "wide prior" if prior is None else f"law predicts {prior.lr:.3g}"
-        self.progress.console.print(
-            f"rung {index + 1} {rung.name} ({rung.scale().params:,.0f} parameters): {start}, "
-            f"{trials_left} trial(s) to run"
-        )
-        self.progress.update(self.ladder_task, completed=index)
+        self._next_stage(f"rung {index + 1} {rung.name}", rung, f"{start}, {trials_left} trial(s) to run", trials_left)
+
+    def stage_started(self, label, rung, trials_left: int) -> None:
+        self._next_stage(f"{label} {rung.name}", rung, f"{trials_left} trial(s) to run", trials_left)
+
+    def _next_stage(self, title: str, rung, detail: str, trials_left: int) -> None:
+        self.progress.console.print(f"{title} ({rung.scale().params:,.0f} parameters): {detail}")
+        self.progress.update(self.ladder_task, completed=self.stages_done)
+        self.stages_done += 1
         if self.rung_task is not None:
             self.progress.remove_task(self.rung_task)
         self.rung_task = self.progress.add_task(f"  {rung.name} trials", total=trials_left)
@@ -159,6 +192,30 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
         f"[bold]Predicted lr* for {target} ({prediction.scale.params:.3g} parameters): {prediction.lr:.3g}[/bold]"
         f"  (90% interval {lo:.3g} to {hi:.3g})"
     )
+
+
+def _print_comparison(comparison, target: str) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    device = ", ".join(sorted(set(comparison["device"])))
+    table = Table(
+        title=f"Choosing the LR of {target}: what it cost",
+        caption=f"regret: target loss over the best any strategy reached, minus 1; seconds on {device}",
+    )
+    for column in ("strategy", "runs", "at target", "lr", "target loss", "regret", "FLOPs", "x search", "seconds"):
+        table.add_column(column, justify="left" if column == "strategy" else "right", no_wrap=True)
+    for _, row in comparison.iterrows():
+        table.add_row(
+            row.strategy,
+            str(row.runs),
+            str(row.target_runs),
+            f"{row.lr:.3g}",
+            f"{row.loss:.4f}",
+            f"{100 * row.regret:.2f}%",
+            f"{row.flops:.3g}",
+            f"{row.flops_vs_search:.2f}",
+            f"{row.seconds:.0f}",
+        )
+    console.print(table)
 
 
 def _lr_text(lr: float, lo: float, hi: float) -> str:

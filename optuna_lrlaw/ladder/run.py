@@ -47,13 +47,16 @@ DONE_ATTR = "lrlaw.ladder.done"
 class LadderEvents:
     """Hooks called as the ladder climbs, for progress displays; the default does nothing.
 
-    Any object with these two methods will do (the CLI's rich progress bars are one)."""
+    Any object with these methods will do (the CLI's rich progress bars are one)."""
 
     def rung_started(self, index: int, rung: Rung, prior: LRPrediction | None, trials_left: int) -> None:
         """Rung ``index`` starts; ``prior`` is the law's prediction for it (None on a first rung)."""
 
     def trial_finished(self, index: int, rung: Rung, trial: FrozenTrial) -> None:
-        """A trial of rung ``index`` has finished (completed, pruned or failed)."""
+        """A trial of rung ``index`` has finished (completed, pruned or failed); -1 outside the ladder."""
+
+    def stage_started(self, label: str, rung: Rung, trials_left: int) -> None:
+        """A search outside the ladder starts (`compare_search_costs`): ``label`` names it."""
 
 
 @dataclass(frozen=True)
