@@ -52,6 +52,7 @@ def ladder(
     import optuna
 
     from optuna_lrlaw.ladder import compare_search_costs, default_rungs, run_ladder
+    from optuna_lrlaw.ladder.compare import COMPARE_STAGES
 
     shape = {
         "depth": depth,
@@ -67,7 +68,7 @@ def ladder(
     console = Console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
     comparison = None
-    with _ProgressEvents(console, len(rungs) + (4 if compare else 0)) as events:
+    with _ProgressEvents(console, len(rungs) + (COMPARE_STAGES if compare else 0)) as events:
         result = run_ladder(rungs, trials=trials, events=events, **common)
         if compare:
             comparison = compare_search_costs(

@@ -28,12 +28,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration import set_study_scale
 from optuna_lrlaw.integration.study import FINISHED_STATES
-from optuna_lrlaw.ladder.run import LadderEvents, LadderResult, _summary
+from optuna_lrlaw.ladder.run import LadderEvents, LadderResult, study_cost
 from optuna_lrlaw.ladder.rungs import Rung
-from optuna_lrlaw.proxies.objective import proxy_objective
 
 #: The LR's parameter name in every study of the comparison.
 LR_PARAM = "lr"
+#: Searches the comparison runs after the ladder (for progress displays).
+COMPARE_STAGES = 4
 
 
 def compare_search_costs(
@@ -83,15 +84,7 @@ def compare_search_costs(
 
     def search(label: str, rung: Rung, trials: int, fixed_lr: float | None = None) -> optuna.Study:
         """A study of ``trials`` runs of ``rung`` (at ``fixed_lr`` if given), resumed if it exists."""
-        objective = proxy_objective(
-            rung.model,
-            tokens=rung.tokens,
-            batch_size=rung.batch_size,
-            lr_range=lr_range,
-            lr_param=LR_PARAM,
-            device=device,
-            **training,
-        )
+        objective = rung.objective(lr_range, lr_param=LR_PARAM, device=device, **training)
         study = optuna.create_study(
             storage=storage,
             study_name=f"{name}/compare/{label}/{rung.name}",
@@ -112,6 +105,7 @@ def compare_search_costs(
             study.optimize(objective, n_trials=trials_left, callbacks=[report])
         return study
 
+    # The comparison's COMPARE_STAGES searches, each resumed from the storage if it has run:
     law_target = search("law", target, 1, fixed_lr=ladder.predict(target.scale()).lr)
     transfer_proxy = search("mutransfer-proxy", mup_proxy, proxy_trials)
     transfer_lr = _best_trial(transfer_proxy).params[LR_PARAM]
@@ -119,7 +113,7 @@ def compare_search_costs(
     ordinary = search("search", target, search_trials)
 
     ladder_flops, ladder_seconds = ladder.rungs["flops"].sum(), ladder.rungs["wall_seconds"].sum()
-    proxy_cost = _summary(transfer_proxy, mup_proxy, None)
+    proxy_cost = study_cost(transfer_proxy, mup_proxy)
     rows = [
         _row("law ladder", int(ladder.rungs["trials"].sum()), law_target, target, ladder_flops, ladder_seconds),
         _row(
@@ -172,7 +166,7 @@ def _row(
 
     Its LR and loss are those of its best target run; a diverged run counts with the loss it ended on.
     """
-    cost = _summary(at_target, target, None)
+    cost = study_cost(at_target, target)
     best = _best_trial(at_target)
     return {
         "strategy": strategy,

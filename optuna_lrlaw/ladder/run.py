@@ -32,7 +32,7 @@ from optuna_lrlaw.integration import (
 )
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, observations_from_study
 from optuna_lrlaw.ladder.rungs import Rung
-from optuna_lrlaw.proxies.objective import ProxyObjective, proxy_objective
+from optuna_lrlaw.proxies.objective import ProxyObjective
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, LRPrediction, estimate_optima
 from optuna_lrlaw.science.scale import Scale
 
@@ -133,9 +133,7 @@ def run_ladder(
     for index, rung in enumerate(ordered):
         # The rungs below this one make its law: the prediction it starts from.
         law = LawFromStorage(storage, features=features, studies=study_names[:index])
-        objective = proxy_objective(
-            rung.model, tokens=rung.tokens, batch_size=rung.batch_size, lr_range=lr_range, device=device, **training
-        )
+        objective = rung.objective(lr_range, device=device, **training)
         study = optuna.create_study(
             storage=storage,
             study_name=study_names[index],
@@ -206,6 +204,7 @@ def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dic
     prior_lo, prior_hi = prior.interval(0.9) if prior else (math.nan, math.nan)
     trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
     scale = rung.scale()
+    cost = study_cost(study, rung)
     return {
         "rung": rung.name,
         "study": study.study_name,
@@ -215,7 +214,7 @@ def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dic
         "prior_lr": prior.lr if prior else math.nan,
         "prior_lo": prior_lo,
         "prior_hi": prior_hi,
-        "trials": len(trials),
+        "trials": cost["trials"],
         "pruned": sum(t.state == TrialState.PRUNED for t in trials),
         "diverged": sum(bool(t.user_attrs.get(DIVERGED_ATTR)) or t.state == TrialState.FAIL for t in trials),
         "best_lr": float(best["lr"].iloc[0]) if len(best) else math.nan,
@@ -224,6 +223,16 @@ def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dic
         "lr_lo": optimum.get("lr_lo", math.nan),
         "lr_hi": optimum.get("lr_hi", math.nan),
         "bracketed": bool(optimum.get("bracketed", False)),
+        "flops": cost["flops"],
+        "wall_seconds": cost["wall_seconds"],
+    }
+
+
+def study_cost(study: optuna.Study, rung: Rung) -> dict[str, float]:
+    """What a study of ``rung`` has spent: its finished ``trials``, their ``flops`` and ``wall_seconds``."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    return {
+        "trials": len(trials),
         "flops": sum(_trial_flops(t, rung) for t in trials),
         "wall_seconds": sum(
             (t.datetime_complete - t.datetime_start).total_seconds()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from optuna_lrlaw.proxies.config import ProxyConfig
+from optuna_lrlaw.proxies.objective import ProxyObjective, proxy_objective
 from optuna_lrlaw.proxies.train import TrainConfig
 from optuna_lrlaw.science.scale import Scale
 
@@ -30,6 +31,11 @@ class Rung:
     def training(self, lr: float) -> TrainConfig:
         """The run of this rung at peak learning rate ``lr``."""
         return TrainConfig(self.model, lr=lr, tokens=self.tokens, batch_size=self.batch_size)
+
+    def objective(self, lr_range: tuple[float, float], **options) -> ProxyObjective:
+        """An Optuna objective training this rung at the LR each trial suggests in ``lr_range``;
+        ``options`` go to `proxy_objective` (``device``, ``lr_param``, `TrainConfig` fields)."""
+        return proxy_objective(self.model, tokens=self.tokens, batch_size=self.batch_size, lr_range=lr_range, **options)
 
     @property
     def name(self) -> str:
