@@ -2,7 +2,10 @@
 
 The loss curves are deliberately NOT the family `estimate_optimum` fits: a parabola in
 log LR with different curvatures on the two sides and a cubic kick above the optimum,
-relative noise, and divergence above a threshold.
+relative noise, and divergence above a threshold. As on real data, the optima scatter
+around the law: each model size by a shared offset (sd ``tau_model``), each sweep by its
+own (sd ``tau``), both sds drawn per problem from 0 to `MAX_SCATTER` (Step Law's table
+shows about 0.1, docs/validation.md).
 """
 
 from __future__ import annotations
@@ -14,18 +17,28 @@ import pandas as pd
 
 from optuna_lrlaw import Scale, fit_law
 
+#: The largest sd (log LR) of the scatter of optima around the law, for sweeps and for model sizes.
+MAX_SCATTER = 0.2
+
 
 @dataclass(frozen=True)
-class Problem:
+class Law:
     exponents: dict[str, float]
     log_lr_ref: float
     reference: dict[str, float]
-    observations: pd.DataFrame
-    holdout: dict[str, float]
 
-    def true_lr(self, **scale: float) -> float:
+    def lr(self, **scale: float) -> float:
+        """The law's optimal LR at ``scale`` (a real optimum scatters around it)."""
         log_lr = self.log_lr_ref + sum(a * np.log(scale[k] / self.reference[k]) for k, a in self.exponents.items())
         return float(np.exp(log_lr))
+
+
+@dataclass(frozen=True)
+class Problem:
+    law: Law
+    observations: pd.DataFrame
+    holdout: dict[str, float]
+    holdout_lr: float  # the true optimum at the held-out scale, scatter included
 
 
 def sweep(rng: np.random.Generator, optimum: float, floor: float, n_lrs: int = 11) -> pd.DataFrame:
@@ -43,26 +56,31 @@ def sweep(rng: np.random.Generator, optimum: float, floor: float, n_lrs: int = 1
 
 
 def draw_problem(rng: np.random.Generator) -> Problem:
-    """Six sweeps (3 model sizes x 2 data sizes) and a larger held-out scale."""
-    exponents = {"params": rng.uniform(-1.0, 0.0), "tokens": rng.uniform(-0.5, 0.5)}
-    reference = {"params": 1e7, "tokens": 1e9}
-    log_lr_ref = np.log(rng.uniform(3e-4, 1e-2))
-    problem_params = 1e7 * np.array([1.0, 2.5, 6.25])
-    problem_tokens = 1e9 * np.array([1.0, 4.0])
+    """Six sweeps (3 model sizes x 2 data sizes) and a larger held-out scale (a new model size)."""
+    law = Law(
+        exponents={"params": rng.uniform(-1.0, 0.0), "tokens": rng.uniform(-0.5, 0.5)},
+        log_lr_ref=np.log(rng.uniform(3e-4, 1e-2)),
+        reference={"params": 1e7, "tokens": 1e9},
+    )
+    tau, tau_model = rng.uniform(0.0, MAX_SCATTER, size=2)
+
+    def optimum(params: float, tokens: float, model_offset: float) -> float:
+        return law.lr(params=params, tokens=tokens) * np.exp(model_offset + rng.normal(0.0, tau))
+
     frames = []
-    base = Problem(exponents, log_lr_ref, reference, pd.DataFrame(), {})
-    for n in problem_params:
-        for d in problem_tokens:
-            optimum = base.true_lr(params=n, tokens=d)
-            frame = sweep(rng, optimum, floor=2.0 + 20 * n**-0.15)
+    for n in 1e7 * np.array([1.0, 2.5, 6.25]):
+        model_offset = rng.normal(0.0, tau_model)
+        for d in 1e9 * np.array([1.0, 4.0]):
+            frame = sweep(rng, optimum(n, d, model_offset), floor=2.0 + 20 * n**-0.15)
             frames.append(frame.assign(params=n, tokens=d))
     holdout = {"params": 1e7 * 25.0, "tokens": 1e9 * 8.0}
-    return Problem(exponents, log_lr_ref, reference, pd.concat(frames, ignore_index=True), holdout)
+    holdout_lr = optimum(holdout["params"], holdout["tokens"], rng.normal(0.0, tau_model))
+    return Problem(law, pd.concat(frames, ignore_index=True), holdout, holdout_lr)
 
 
 def law_coverage(n_problems: int = 200, seed: int = 0) -> dict[str, float]:
     """How often the law's 90% intervals hold the truth over ``n_problems`` drawn problems: for
-    the N and D exponents, and for the optimum at the larger held-out scale."""
+    the N and D exponents, and for the true optimum at the larger held-out scale."""
     rng = np.random.default_rng(seed)
     hits = {"params": 0, "tokens": 0, "holdout": 0}
     for _ in range(n_problems):
@@ -70,7 +88,7 @@ def law_coverage(n_problems: int = 200, seed: int = 0) -> dict[str, float]:
         law = fit_law(problem.observations)
         table = law.coefficients(0.9)
         for name in ("params", "tokens"):
-            hits[name] += table.loc[name, "lo"] <= problem.exponents[name] <= table.loc[name, "hi"]
+            hits[name] += table.loc[name, "lo"] <= problem.law.exponents[name] <= table.loc[name, "hi"]
         lo, hi = law.predict(Scale(**problem.holdout)).interval(0.9)
-        hits["holdout"] += lo <= problem.true_lr(**problem.holdout) <= hi
+        hits["holdout"] += lo <= problem.holdout_lr <= hi
     return {name: count / n_problems for name, count in hits.items()}

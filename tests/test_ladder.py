@@ -142,6 +142,13 @@ def test_ladders_sharing_a_storage_keep_their_laws_apart(climbed, code_corpus):
     assert events.started[0][2] is None
 
 
+def test_a_ladder_of_other_models_under_the_same_name_is_refused(climbed, code_corpus):
+    storage, _, _ = climbed
+    mup = default_rungs(WIDTHS, **TINY, parametrization="mup")
+    with pytest.raises(ValueError, match="parametrization: 'sp' stored, 'mup' now"):
+        run_ladder(mup, storage=storage, trials=1, corpus=code_corpus, **TRAINING)
+
+
 def test_the_ladder_command_reports_rungs_and_a_prediction(climbed, code_corpus):
     storage, result, _ = climbed
     # The command with the climbed ladder's options reads it back from the storage.

@@ -34,6 +34,32 @@ def test_predictive_interval_widens_with_extrapolation():
     assert near < far < farther
 
 
+def test_cdf_agrees_with_the_interval_and_the_median():
+    prediction = fit_law(law_runs()).predict(Scale(1e9, 1e11))
+    lo, hi = prediction.interval(0.9)
+    assert prediction.cdf(lo) == pytest.approx(0.05, abs=1e-6)
+    assert prediction.cdf(hi) == pytest.approx(0.95, abs=1e-6)
+    assert prediction.cdf(prediction.lr) == pytest.approx(0.5, abs=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        prediction.cdf(0.0)
+
+
+def test_interval_on_grid_moves_each_end_to_its_nearest_grid_lr():
+    prediction = fit_law(law_runs()).predict(Scale(1e9, 1e11))
+    lo, hi = prediction.interval(0.9)
+    grid = prediction.lr * 2.0 ** np.arange(-6, 6.5, 0.5)
+    grid_lo, grid_hi = prediction.interval_on_grid(grid[::-1], 0.9)  # order does not matter
+    assert grid_lo in grid and grid_hi in grid
+    for end, on_grid in ((lo, grid_lo), (hi, grid_hi)):
+        assert abs(math.log(on_grid / end)) <= 0.5 * math.log(2**0.5) + 1e-12
+    # A coarse grid whose points all lie above the interval gives its lowest point twice.
+    above = hi * np.array([4.0, 16.0])
+    assert prediction.interval_on_grid(above) == (above[0], above[0])
+    for bad in ([], [1e-3, -1e-3], [np.nan]):
+        with pytest.raises(ValueError, match="grid"):
+            prediction.interval_on_grid(bad)
+
+
 def test_update_equals_fitting_from_scratch():
     first, second = law_runs(seed=1), law_runs(seed=2, params=(1.5e8,))
     updated = fit_law(first).update(second)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from steplaw_holdout import holdout_report  # noqa: E402
+from steplaw_holdout import grid_coverage, holdout_report, leave_one_model_out  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,21 @@ def test_prediction_at_the_largest_model_has_low_regret(report, setting):
 def test_batch_size_law_interval_holds_the_measured_best(report):
     rows = report[(report["setting"] == "b") & (report["prior"] == "weak")]
     assert rows["best_inside_90"].all(), rows
+
+
+@pytest.mark.parametrize("setting", ["a", "b"])
+def test_interval_on_the_cells_grid_holds_the_measured_best(report, setting):
+    rows = report[(report["setting"] == setting) & (report["prior"] == "weak")]
+    assert rows["best_inside_grid_90"].all(), rows
+
+
+def test_held_out_model_sizes_are_about_calibrated_for_grid_measurements(steplaw_csv):
+    """Holding out each model size in turn (17 cells), the share of grid-best LRs expected
+    inside the 90% interval, counting each grid cell's predictive probability, is near 90%."""
+    cells = leave_one_model_out(steplaw_csv)
+    assert len(cells) == 17
+    assert 0.75 <= grid_coverage(cells, 0.9) <= 0.97
+    assert cells["grid_best_inside_grid_90"].mean() >= 0.8
 
 
 def test_replayed_search_at_the_largest_model_needs_one_trial(steplaw_csv):

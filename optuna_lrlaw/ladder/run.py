@@ -141,6 +141,7 @@ def run_ladder(
             pruner=LRLawPruner(),
             load_if_exists=True,
         )
+        _check_same_rung(study, rung)
         set_study_scale(study, objective.scale)
         study.set_user_attr(RUNG_ATTR, {"index": index, "model": asdict(rung.model), "batch_size": rung.batch_size})
         fitted = law.law_for(study)
@@ -161,6 +162,27 @@ def run_ladder(
     with warnings.catch_warnings():  # no law at the end is what `law=None` says
         warnings.simplefilter("ignore", UserWarning)
         return LadderResult(pd.DataFrame(rows), everything.law_for(None))
+
+
+def _check_same_rung(study: optuna.Study, rung: Rung) -> None:
+    """Refuse to resume a rung's study with another model: its runs would enter the law as
+    this rung's (the study's name holds only the rung's size and tokens)."""
+    stored = study.user_attrs.get(RUNG_ATTR)
+    if stored is None:
+        return
+    current = {"model": asdict(rung.model), "batch_size": rung.batch_size}
+    differ = sorted(
+        f"{key}: {stored['model'].get(key)!r} stored, {value!r} now"
+        for key, value in current["model"].items()
+        if stored["model"].get(key) != value
+    )
+    if stored.get("batch_size") != rung.batch_size:
+        differ.append(f"batch_size: {stored.get('batch_size')!r} stored, {rung.batch_size!r} now")
+    if differ:
+        raise ValueError(
+            f"study {study.study_name!r} holds runs of another rung ({'; '.join(differ)}); "
+            "give this ladder another name or storage"
+        )
 
 
 def _bracket(
