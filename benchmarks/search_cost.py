@@ -44,6 +44,7 @@ def main() -> None:
         ladder, rungs, target, search_trials=args.search_trials, proxy_trials=args.search_trials, **common
     )
     prediction = ladder.predict(target.scale())
+    lo90, hi90 = prediction.interval(0.9)
     print(ladder.rungs[["rung", "prior_lr", "trials", "best_lr", "lr_star", "flops", "wall_seconds"]].to_string())
     print(f"\n{target.name}: law predicts {prediction}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -60,11 +61,7 @@ def main() -> None:
             "torch": torch.__version__,
             "optuna": optuna.__version__,
             "target": {"rung": target.name, "params": target.scale().params, "tokens": target.scale().tokens},
-            "law_prediction": {
-                "lr": prediction.lr,
-                "lo90": prediction.interval(0.9)[0],
-                "hi90": prediction.interval(0.9)[1],
-            },
+            "law_prediction": {"lr": prediction.lr, "lo90": lo90, "hi90": hi90},
             "ladder": ladder.rungs.to_dict(orient="records"),
             "strategies": table.to_dict(orient="records"),
         }

@@ -119,3 +119,11 @@ def test_a_ladder_without_a_law_is_refused(compared):
         compare_search_costs(LadderResult(ladder.rungs, None), rungs, target)
     with pytest.raises(ValueError, match="at least 1"):
         compare_search_costs(ladder, rungs, target, search_trials=0)
+
+
+def test_a_comparison_for_another_target_model_under_the_same_name_is_refused(compared, code_corpus):
+    storage, rungs, target, ladder, _, _ = compared
+    (mup_target,) = default_rungs((TARGET_WIDTH,), **TINY, parametrization="mup")
+    assert mup_target.name == target.name  # the same study names: the stored runs are sp runs
+    with pytest.raises(ValueError, match="parametrization: 'sp' stored, 'mup' now"):
+        compare_search_costs(ladder, rungs, mup_target, storage=storage, corpus=code_corpus, **TRAINING)

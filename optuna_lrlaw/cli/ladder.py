@@ -163,9 +163,13 @@ def _prediction_dict(target: str, prediction: LRPrediction | None) -> dict | Non
     return {"rung": target, "params": scale.params, "tokens": scale.tokens, "lr": prediction.lr, "lo90": lo, "hi90": hi}
 
 
-def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
+def _table_console() -> Console:
     # Piped output gets the width of the table rather than 80 columns of wrapped cells.
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
+    console = _table_console()
     table = Table(title="Scale-up ladder", caption="lr intervals are 90%; pruned/diverged count trials")
     columns = ("rung", "params", "tokens", "law's prediction", "trials", "pruned/div.", "best lr", "best loss")
     for column in (*columns, "optimum found", "FLOPs"):
@@ -196,7 +200,7 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
 
 
 def _print_comparison(comparison, target: str) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = _table_console()
     device = ", ".join(sorted(set(comparison["device"])))
     table = Table(
         title=f"Choosing the LR of {target}: what it cost",

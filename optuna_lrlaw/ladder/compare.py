@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration import set_study_scale
 from optuna_lrlaw.integration.study import FINISHED_STATES
-from optuna_lrlaw.ladder.run import LadderEvents, LadderResult, study_cost
+from optuna_lrlaw.ladder.run import LadderEvents, LadderResult, record_rung, study_cost
 from optuna_lrlaw.ladder.rungs import Rung
 
 #: The LR's parameter name in every study of the comparison.
@@ -92,6 +92,7 @@ def compare_search_costs(
             pruner=optuna.pruners.MedianPruner(),
             load_if_exists=True,
         )
+        record_rung(study, rung)
         set_study_scale(study, objective.scale)
         trials_left = trials - len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
         events.stage_started(label, rung, max(trials_left, 0))

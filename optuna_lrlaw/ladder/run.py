@@ -39,7 +39,7 @@ from optuna_lrlaw.science.scale import Scale
 #: Extra trials a rung may spend to bracket its optimum, and how far past its edge each goes.
 BRACKET_TRIALS = 2
 BRACKET_STEP = 2.0
-#: Study user attributes the ladder writes: the rung's place and model, and that it finished.
+#: Study user attributes the ladder writes: the rung's model (and place), and that it finished.
 RUNG_ATTR = "lrlaw.ladder.rung"
 DONE_ATTR = "lrlaw.ladder.done"
 
@@ -141,9 +141,8 @@ def run_ladder(
             pruner=LRLawPruner(),
             load_if_exists=True,
         )
-        _check_same_rung(study, rung)
+        record_rung(study, rung, index=index)
         set_study_scale(study, objective.scale)
-        study.set_user_attr(RUNG_ATTR, {"index": index, "model": asdict(rung.model), "batch_size": rung.batch_size})
         fitted = law.law_for(study)
         prior = None if fitted is None else fitted.predict(objective.scale)
         finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
@@ -164,25 +163,25 @@ def run_ladder(
         return LadderResult(pd.DataFrame(rows), everything.law_for(None))
 
 
-def _check_same_rung(study: optuna.Study, rung: Rung) -> None:
-    """Refuse to resume a rung's study with another model: its runs would enter the law as
-    this rung's (the study's name holds only the rung's size and tokens)."""
+def record_rung(study: optuna.Study, rung: Rung, **place: object) -> None:
+    """Record on ``study`` the rung it searches (model, batch size and ``place``), refusing a
+    study that holds runs of another rung: they would enter the law as this rung's, since a
+    study's name holds only the rung's size and tokens (`Rung.name`)."""
+    now = {**asdict(rung.model), "batch_size": rung.batch_size}
     stored = study.user_attrs.get(RUNG_ATTR)
-    if stored is None:
-        return
-    current = {"model": asdict(rung.model), "batch_size": rung.batch_size}
-    differ = sorted(
-        f"{key}: {stored['model'].get(key)!r} stored, {value!r} now"
-        for key, value in current["model"].items()
-        if stored["model"].get(key) != value
-    )
-    if stored.get("batch_size") != rung.batch_size:
-        differ.append(f"batch_size: {stored.get('batch_size')!r} stored, {rung.batch_size!r} now")
-    if differ:
-        raise ValueError(
-            f"study {study.study_name!r} holds runs of another rung ({'; '.join(differ)}); "
-            "give this ladder another name or storage"
-        )
+    if stored is not None:
+        before = {**stored["model"], "batch_size": stored.get("batch_size")}
+        differ = [
+            f"{key}: {before.get(key)!r} stored, {value!r} now"
+            for key, value in now.items()
+            if before.get(key) != value
+        ]
+        if differ:
+            raise ValueError(
+                f"study {study.study_name!r} holds runs of another rung ({'; '.join(differ)}); "
+                "give this ladder another name or storage"
+            )
+    study.set_user_attr(RUNG_ATTR, {**place, "model": asdict(rung.model), "batch_size": rung.batch_size})
 
 
 def _bracket(

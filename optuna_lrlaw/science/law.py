@@ -84,10 +84,8 @@ class LRPrediction:
         points = np.sort(np.asarray(grid, dtype=float).ravel())
         if points.size == 0 or not np.all(np.isfinite(points) & (points > 0)):
             raise ValueError("grid must hold at least one finite, positive learning rate")
-        log_points = np.log(points)
-        lo, hi = self.interval(q)
-        nearest = [float(points[np.argmin(np.abs(log_points - math.log(end)))]) for end in (lo, hi)]
-        return nearest[0], nearest[1]
+        lo, hi = (float(points[np.argmin(np.abs(np.log(points / end)))]) for end in self.interval(q))
+        return lo, hi
 
     def search_factor(self, q: float = 0.9) -> float:
         """The factor f such that ``[lr / f, lr * f]`` spans the ``q`` interval: how wide
