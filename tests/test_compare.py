@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from optuna_lrlaw.cli import app
 from optuna_lrlaw.ladder import LadderEvents, compare_search_costs, default_rungs, run_ladder
 from optuna_lrlaw.ladder.compare import _transfer_pair
+from optuna_lrlaw.proxies.parametrization import attention_scale
 
 TARGET_WIDTH = 32
 
@@ -107,6 +108,9 @@ def test_mutransfer_is_anchored_at_the_proxy_shape():
     assert mup_proxy.model.parametrization == mup_target.model.parametrization == "mup"
     assert mup_target.model.base_width == mup_proxy.model.width == 16
     assert mup_proxy.model.width_multiplier == 1.0 and mup_target.model.width_multiplier == 2.0
+    # heads of a fixed size (8) are added with width: the attention scale stays the proxy's
+    assert mup_target.model.base_head_dim == mup_target.model.head_dim == 8
+    assert attention_scale(mup_target.model) == attention_scale(mup_proxy.model)
     deeper = default_rungs((32,), **{**TINY, "depth": 2})[0]
     assert _transfer_pair(proxy, deeper)[1].model.parametrization == "completep"
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+from dataclasses import asdict
 
 import optuna
 import pytest
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 from optuna_lrlaw import study_scale
 from optuna_lrlaw.cli import app
 from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, default_rungs, run_ladder
-from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS
+from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS, record_rung
 from optuna_lrlaw.proxies import ProxyConfig
 
 
@@ -47,6 +48,8 @@ def test_default_rungs_grow_in_width_with_tokens_in_proportion():
         assert scale.tokens % (32 * 128) == 0
         assert 10 * scale.params - 4096 < scale.tokens <= 10 * scale.params
         assert scale.batch_tokens == 32 * 128
+    assert {r.model.base_heads for r in default_rungs((32, 64), head_dim=16, parametrization="mup")} == {4}
+    assert default_rungs((48, 96), head_dim=48)[0].model.heads == 1  # sp needs no base model
     moe = Rung(ProxyConfig(width=32, depth=1, heads=2, n_experts=4, top_k=2, seq_len=32), tokens=2**12, batch_size=4)
     assert moe.name == "w32-d1-e4k2-D4096" and moe.scale().active_params == moe.model.active_params()
 
@@ -62,6 +65,7 @@ def test_default_rungs_grow_in_width_with_tokens_in_proportion():
         (lambda: run_ladder([]), "at least one rung"),
         (lambda: run_ladder(default_rungs((16,)), trials=0), "trials"),
         (lambda: default_rungs((32, 32)), "distinct"),
+        (lambda: default_rungs((48, 96), head_dim=48, parametrization="mup"), "must divide the base width 64"),
         (lambda: run_ladder(default_rungs((16,)) * 2), "differ in scale"),
     ],
 )
@@ -147,6 +151,22 @@ def test_a_ladder_of_other_models_under_the_same_name_is_refused(climbed, code_c
     mup = default_rungs(WIDTHS, **TINY, parametrization="mup")
     with pytest.raises(ValueError, match="parametrization: 'sp' stored, 'mup' now"):
         run_ladder(mup, storage=storage, trials=1, corpus=code_corpus, **TRAINING)
+
+
+@pytest.mark.parametrize(("parametrization", "refused"), [("mup", True), ("completep", True), ("sp", False)])
+def test_a_rung_stored_under_older_parametrization_rules_is_refused(parametrization, refused):
+    """Rules version 1 (before the MuReadout readout, the base head size and the output-like
+    router) stored no version and no ``base_heads``; sp's rules did not change."""
+    rung = default_rungs(WIDTHS, **TINY, parametrization=parametrization)[-1]
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    old_model = {key: value for key, value in asdict(rung.model).items() if key != "base_heads"}
+    study.set_user_attr(RUNG_ATTR, {"index": 1, "model": old_model, "batch_size": rung.batch_size})
+    if refused:
+        with pytest.raises(ValueError, match=r"rules: 1 stored, 2 now.*rules changed"):
+            record_rung(study, rung)
+    else:
+        record_rung(study, rung)
+        assert study.user_attrs[RUNG_ATTR]["rules"] == 1
 
 
 def test_the_ladder_command_reports_rungs_and_a_prediction(climbed, code_corpus):

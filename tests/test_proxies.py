@@ -1,12 +1,22 @@
 """The proxy models: their shape and size, their parametrizations, and the μP coordinate check."""
 
+import functools
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 import torch
 
-from optuna_lrlaw.proxies import ProxyConfig, build_model, configure_optimizer, coordinate_check, width_slopes
-from optuna_lrlaw.proxies.parametrization import attention_scale, group_rules, residual_multiplier
+import optuna_lrlaw.proxies.model as model_module
+from optuna_lrlaw.proxies import (
+    ProxyConfig,
+    build_model,
+    configure_optimizer,
+    coordinate_check,
+    first_order_check,
+    width_slopes,
+)
+from optuna_lrlaw.proxies.parametrization import GroupRule, attention_scale, group_rules, residual_multiplier
 
 CONFIGS = [
     ProxyConfig(width=64, depth=2, heads=4),
@@ -49,6 +59,8 @@ def test_flops_per_token_follows_the_palm_formula():
         ({"n_experts": 2, "top_k": 3}, "top_k <= n_experts"),
         ({"depth": 0}, "positive integer"),
         ({"mlp": "relu"}, "mlp must be one of"),
+        ({"base_heads": 3}, "base_heads must be a positive integer dividing base_width"),
+        ({"base_heads": 0}, "base_heads must be a positive integer dividing base_width"),
     ],
 )
 def test_bad_configs_are_refused(fields, message):
@@ -100,15 +112,28 @@ def test_every_parameter_sits_in_exactly_one_documented_group():
 def test_mup_rules_scale_with_width_and_are_the_identity_at_the_base_shape():
     base = ProxyConfig(width=64, depth=2, heads=4, parametrization="mup")
     wide = replace(base, width=256)
-    assert group_rules(wide)["hidden"].lr == pytest.approx(1 / 4)
-    assert group_rules(wide)["hidden"].weight_decay == pytest.approx(4)
-    assert group_rules(wide)["hidden"].init_std == pytest.approx(1 / 2)
-    assert group_rules(wide)["router"].lr == 1.0
-    assert group_rules(wide)["output"].init_std == pytest.approx(2)  # initial logits keep their size
+    assert group_rules(wide)["hidden"] == GroupRule(init_std=pytest.approx(1 / 2), lr=1 / 4, weight_decay=4)
+    # the router is output-like: effective init sigma/m and LR eta/m
+    assert group_rules(wide)["router"] == GroupRule(init_std=1 / 4, lr=1 / 4, weight_decay=0)
+    # the readout keeps the base spread; its logits are multiplied by 1/m (microsoft/mup's MuReadout)
+    assert group_rules(wide)["output"] == GroupRule(1.0, 1.0, 1.0)
+    assert build_model(wide).head.multiplier == pytest.approx(1 / 4)
     sp = replace(base, parametrization="sp")
     assert group_rules(base) == group_rules(sp) == group_rules(replace(sp, width=256))
-    assert attention_scale(base) == pytest.approx(attention_scale(replace(base, parametrization="sp")))
-    assert attention_scale(wide) == pytest.approx(attention_scale(base) / 4)  # 1/d_head, not 1/sqrt(d_head)
+    assert attention_scale(base) == pytest.approx(attention_scale(sp))
+
+
+@pytest.mark.parametrize("parametrization", ["mup", "completep"])
+def test_attention_scale_follows_the_head_size_not_the_head_count(parametrization):
+    base = ProxyConfig(width=64, depth=2, heads=4, parametrization=parametrization)
+    # more heads of a fixed size (16): the same scale at every width, the usual 1/sqrt(16)
+    for width in (64, 128, 256, 1024):
+        more_heads = replace(base, width=width, heads=width // 16, base_heads=4)
+        assert attention_scale(more_heads) == pytest.approx(1 / 4)
+    # a fixed head count: the head size grows with width and the scale follows 1/d_head
+    for width in (128, 256, 1024):
+        wider_heads = replace(base, width=width)
+        assert attention_scale(wider_heads) * wider_heads.head_dim == pytest.approx(attention_scale(base) * 16)
 
 
 def test_all_parametrizations_are_the_same_model_at_the_base_shape():
@@ -133,7 +158,7 @@ def test_configure_optimizer_applies_group_multipliers():
     by_name = {group["name"]: group for group in optimizer.param_groups}
     assert by_name["hidden"]["lr"] == pytest.approx(2.5e-3) and by_name["hidden"]["weight_decay"] == pytest.approx(0.4)
     assert by_name["expert"]["lr"] == pytest.approx(2.5e-3)
-    assert by_name["router"]["lr"] == pytest.approx(1e-2) and by_name["router"]["weight_decay"] == 0
+    assert by_name["router"]["lr"] == pytest.approx(2.5e-3) and by_name["router"]["weight_decay"] == 0
     assert by_name["norm"]["weight_decay"] == 0
     with pytest.raises(ValueError, match="lr > 0"):
         configure_optimizer(build_model(config), config, lr=0.0)
@@ -142,9 +167,15 @@ def test_configure_optimizer_applies_group_multipliers():
 COORD_WIDTHS = [64, 128, 256, 512]
 
 
-def coordinate_slopes(parametrization: str):
+@functools.cache
+def coordinate_frame(parametrization: str) -> pd.DataFrame:
     config = ProxyConfig(width=64, depth=2, heads=4, seq_len=32, parametrization=parametrization)
-    slopes = width_slopes(coordinate_check(config, COORD_WIDTHS, lr=1e-3, steps=5))
+    return coordinate_check(config, [*COORD_WIDTHS, 1024], lr=1e-3, steps=5)
+
+
+def coordinate_slopes(parametrization: str) -> pd.DataFrame:
+    frame = coordinate_frame(parametrization)
+    slopes = width_slopes(frame[frame["width"].isin(COORD_WIDTHS)])
     return slopes[slopes["step"] >= 1]
 
 
@@ -152,8 +183,16 @@ def coordinate_slopes(parametrization: str):
 def test_coordinate_check_is_flat_across_width_under_mup(parametrization):
     slopes = coordinate_slopes(parametrization)
     assert slopes["module"].nunique() >= 20
-    worst = slopes.loc[slopes["slope"].abs().idxmax()]
+    readout = slopes["module"].isin(["head", "logits"])
+    worst = slopes.loc[slopes.loc[~readout, "slope"].abs().idxmax()]
     assert abs(worst["slope"]) <= 0.1, worst.to_dict()
+    # The logits start at sigma x sqrt(width) / m, which vanishes like 1/sqrt(m) (μP's limit),
+    # and at lr 1e-3 that start still dominates: a negative slope that fades as width grows.
+    frame = coordinate_frame(parametrization)
+    logits = width_slopes(frame[frame["module"] == "logits"], successive=True)
+    last = logits[logits["step"] == 4].set_index("to")["slope"]
+    assert (last < 0).all() and (last > -0.5).all()
+    assert abs(last[1024]) < abs(last[128]) - 0.1, last.to_dict()
 
 
 def test_coordinate_check_grows_with_width_under_sp():
@@ -173,3 +212,67 @@ def test_completep_keeps_the_residual_stream_steady_across_depth_where_mup_lets_
 
     assert depth_slope("mup") > 0.8  # the stream grows about linearly with depth
     assert abs(depth_slope("completep")) < 0.3
+
+
+FIRST_ORDER_WIDTHS = [64, 128, 256, 512]
+
+
+def first_order_slopes(config: ProxyConfig, lr: float = 1e-2) -> dict[str, float]:
+    frame = first_order_check(config, FIRST_ORDER_WIDTHS, lr=lr)
+    slopes = width_slopes(frame, value="drop", by=("group",))
+    return dict(zip(slopes["group"], slopes["slope"], strict=True))
+
+
+@pytest.mark.parametrize("parametrization", ["mup", "completep"])
+def test_first_order_loss_drop_of_every_group_is_flat_across_width_under_mup(parametrization):
+    slopes = first_order_slopes(ProxyConfig(width=64, depth=2, heads=4, seq_len=32, parametrization=parametrization))
+    assert set(slopes) == {"embedding", "hidden", "output", "norm"}
+    assert all(abs(slope) <= 0.05 for slope in slopes.values()), slopes
+
+
+def test_first_order_loss_drop_grows_with_width_under_sp():
+    slopes = first_order_slopes(ProxyConfig(width=64, depth=2, heads=4, seq_len=32, parametrization="sp"))
+    assert slopes["hidden"] >= 0.3, slopes
+
+
+def test_first_order_check_sees_a_readout_initialised_at_sigma_sqrt_m(monkeypatch):
+    """Adam hides this from the coordinate check: a readout started sigma x sqrt(m) wide (the
+    standard readout's 1/sqrt(width) effective weight) makes every other group's drop grow."""
+
+    def wide_readout(config):
+        rules = group_rules(config)
+        return {**rules, "output": GroupRule(config.width_multiplier**0.5, 1.0, 1.0)}
+
+    monkeypatch.setattr(model_module, "group_rules", wide_readout)
+    slopes = first_order_slopes(ProxyConfig(width=64, depth=2, heads=4, seq_len=32, parametrization="mup"))
+    assert all(slopes[group] >= 0.4 for group in ("embedding", "hidden", "norm")), slopes
+
+
+ROUTER_WIDTHS = [256, 512, 1024]
+
+
+def router_change_slopes(seeds: int) -> pd.DataFrame:
+    """Successive-width slopes of the router logits' change since initialisation (both layers)."""
+    config = ProxyConfig(width=64, depth=2, heads=4, seq_len=32, n_experts=4, top_k=2, parametrization="mup")
+    frame = coordinate_check(config, ROUTER_WIDTHS, lr=1e-2, steps=6, batch_size=4, seeds=seeds)
+    router = frame[frame["module"].str.endswith("router")].assign(module="router")
+    slopes = width_slopes(router, value="mean_abs_change", successive=True)
+    return slopes.pivot(index="step", columns="to", values="slope")
+
+
+def test_router_logit_change_fades_across_width_under_mup():
+    slopes = router_change_slopes(seeds=4)
+    assert abs(slopes.loc[5, 1024]) <= 0.15, slopes
+    assert abs(slopes.loc[5, 1024]) < abs(slopes.loc[1, 1024]), slopes  # it fades with training
+
+
+def test_router_at_the_full_learning_rate_grows_with_width(monkeypatch):
+    """Rules version 1 trained the router at LR eta: its logit change then grows with width."""
+
+    def router_at_eta(config):
+        rules = group_rules(config)
+        return {**rules, "router": GroupRule(rules["hidden"].init_std, 1.0, 0.0)}
+
+    monkeypatch.setattr(model_module, "group_rules", router_at_eta)
+    slopes = router_change_slopes(seeds=2)
+    assert (slopes.loc[1:5] >= 0.3).all().all(), slopes

@@ -141,7 +141,12 @@ def compare_search_costs(
 def _transfer_pair(proxy: Rung, target: Rung) -> tuple[Rung, Rung]:
     """The proxy and target of μTransfer: μP anchored at the proxy's shape (CompleteP across depths)."""
     kind = "mup" if proxy.model.depth == target.model.depth else "completep"
-    anchor = {"parametrization": kind, "base_width": proxy.model.width, "base_depth": proxy.model.depth}
+    anchor = {
+        "parametrization": kind,
+        "base_width": proxy.model.width,
+        "base_depth": proxy.model.depth,
+        "base_heads": proxy.model.heads,
+    }
     return (
         replace(proxy, model=replace(proxy.model, **anchor)),
         replace(target, model=replace(target.model, **anchor)),

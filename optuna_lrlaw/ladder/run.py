@@ -32,7 +32,9 @@ from optuna_lrlaw.integration import (
 )
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, observations_from_study
 from optuna_lrlaw.ladder.rungs import Rung
+from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
+from optuna_lrlaw.proxies.parametrization import model_identity
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, LRPrediction, estimate_optima
 from optuna_lrlaw.science.scale import Scale
 
@@ -166,22 +168,28 @@ def run_ladder(
 def record_rung(study: optuna.Study, rung: Rung, **place: object) -> None:
     """Record on ``study`` the rung it searches (model, batch size and ``place``), refusing a
     study that holds runs of another rung: they would enter the law as this rung's, since a
-    study's name holds only the rung's size and tokens (`Rung.name`)."""
-    now = {**asdict(rung.model), "batch_size": rung.batch_size}
+    study's name holds only the rung's size and tokens (`Rung.name`). Runs made under another
+    version of the parametrization's rules (`RULES_VERSION`) are another rung too; a record
+    without a version was made under version 1."""
+    now = {**model_identity(rung.model), "batch_size": rung.batch_size}
     stored = study.user_attrs.get(RUNG_ATTR)
     if stored is not None:
-        before = {**stored["model"], "batch_size": stored.get("batch_size")}
+        identity = model_identity(ProxyConfig(**stored["model"]))
+        before = {**identity, "rules": stored.get("rules", 1), "batch_size": stored.get("batch_size")}
         differ = [
             f"{key}: {before.get(key)!r} stored, {value!r} now"
             for key, value in now.items()
             if before.get(key) != value
         ]
         if differ:
+            why = " (the parametrization's rules changed since)" if before["rules"] != now["rules"] else ""
             raise ValueError(
-                f"study {study.study_name!r} holds runs of another rung ({'; '.join(differ)}); "
+                f"study {study.study_name!r} holds runs of another rung ({'; '.join(differ)}){why}; "
                 "give this ladder another name or storage"
             )
-    study.set_user_attr(RUNG_ATTR, {**place, "model": asdict(rung.model), "batch_size": rung.batch_size})
+    study.set_user_attr(
+        RUNG_ATTR, {**place, "model": asdict(rung.model), "rules": now["rules"], "batch_size": rung.batch_size}
+    )
 
 
 def _bracket(

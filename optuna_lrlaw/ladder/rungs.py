@@ -60,8 +60,10 @@ def default_rungs(
 ) -> list[Rung]:
     """A ladder over width at fixed depth, each rung trained on ``tokens_per_param`` tokens per parameter.
 
-    The token budget is rounded down to whole optimizer steps. With the defaults the
-    three rungs (24.7k to 98.6k parameters) train in seconds to a minute each on a CPU.
+    Width grows by adding heads of ``head_dim``, so under μP and CompleteP the base model
+    (`ProxyConfig.base_width`) has heads of the same size. The token budget is rounded down
+    to whole optimizer steps. With the defaults the three rungs (24.7k to 98.6k parameters)
+    train in seconds to a minute each on a CPU.
 
     Example:
         >>> [rung.name for rung in default_rungs((32, 64))]
@@ -74,10 +76,19 @@ def default_rungs(
     if not tokens_per_param > 0:
         raise ValueError(f"tokens_per_param must be positive, got {tokens_per_param!r}")
     per_step = batch_size * seq_len
+    base_width = ProxyConfig.base_width
+    if parametrization != "sp" and base_width % head_dim:
+        raise ValueError(f"under {parametrization}, head_dim={head_dim} must divide the base width {base_width}")
+    base_heads = base_width // head_dim if base_width % head_dim == 0 else None  # sp has no base model
     rungs = []
     for width in sorted(widths):
         model = ProxyConfig(
-            width=width, depth=depth, heads=width // head_dim, seq_len=seq_len, parametrization=parametrization
+            width=width,
+            depth=depth,
+            heads=width // head_dim,
+            base_heads=base_heads,
+            seq_len=seq_len,
+            parametrization=parametrization,
         )
         steps = max(1, int(tokens_per_param * model.params() // per_step))
         rungs.append(Rung(model, tokens=steps * per_step, batch_size=batch_size))

@@ -20,10 +20,13 @@ def _round_up(value: float, multiple: int) -> int:
 class ProxyConfig:
     """A GPT-style decoder: its shape, its parametrization and (for MoE) its experts.
 
-    ``base_width`` and ``base_depth`` name the model the parametrization is anchored to:
-    under ``mup`` and ``completep`` a model of that shape is exactly the ``sp`` model, and
-    wider or deeper models rescale initialisation, learning rates and multipliers from it
-    (``../shared/science.md`` §5), so that a learning rate tuned at the base shape transfers.
+    ``base_width``, ``base_depth`` and ``base_heads`` name the model the parametrization is
+    anchored to: under ``mup`` and ``completep`` a model of that shape is exactly the ``sp``
+    model, and wider or deeper models rescale initialisation, learning rates and multipliers
+    from it (``../shared/science.md`` §5), so that a learning rate tuned at the base shape
+    transfers. ``base_heads`` defaults to ``heads`` (the head count stays fixed and heads
+    grow wider); a model that adds heads at a fixed head size sets it to
+    ``base_width // head_dim``.
 
     ``n_experts = 0`` is a dense model; ``n_experts > 0`` replaces every MLP by ``n_experts``
     experts of the same size, of which ``top_k`` run per token.
@@ -45,6 +48,8 @@ class ProxyConfig:
     parametrization: str = "sp"
     base_width: int = 64
     base_depth: int = 2
+    #: Heads of the base model; None: the same as ``heads``.
+    base_heads: int | None = None
     n_experts: int = 0
     top_k: int = 1
     mlp: str = "gelu"
@@ -61,6 +66,16 @@ class ProxyConfig:
                 raise ValueError(f"ProxyConfig.{name} must be a positive integer, got {value!r}")
         if self.width % self.heads:
             raise ValueError(f"ProxyConfig.width ({self.width}) must be divisible by heads ({self.heads})")
+        if self.base_heads is not None and (
+            isinstance(self.base_heads, bool)
+            or not isinstance(self.base_heads, int)
+            or self.base_heads < 1
+            or self.base_width % self.base_heads
+        ):
+            raise ValueError(
+                f"ProxyConfig.base_heads must be a positive integer dividing base_width ({self.base_width}),"
+                f" got {self.base_heads!r}"
+            )
         if self.positions == "rope" and self.head_dim % 2:
             raise ValueError(f"rotary positions need an even head size, got {self.head_dim}")
         if self.parametrization not in PARAMETRIZATIONS:
@@ -81,6 +96,11 @@ class ProxyConfig:
     @property
     def head_dim(self) -> int:
         return self.width // self.heads
+
+    @property
+    def base_head_dim(self) -> float:
+        """The head size of the base model: ``base_width / base_heads``."""
+        return self.base_width / (self.base_heads or self.heads)
 
     @property
     def padded_vocab(self) -> int:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.data import Corpus, builtin_corpus, open_corpus
 from optuna_lrlaw.proxies.model import build_model, configure_optimizer
+from optuna_lrlaw.proxies.parametrization import model_identity
 from optuna_lrlaw.proxies.schedule import SCHEDULES, lr_factor, stable_steps
 from optuna_lrlaw.science.scale import Scale
 from optuna_lrlaw.science.training_curve import divergence
@@ -112,8 +113,10 @@ class TrainConfig:
         return Scale(self.model.params(), self.steps * self.batch_tokens, self.batch_tokens, active)
 
     def fingerprint(self) -> str:
-        """A short hash of everything that determines the run's result."""
+        """A short hash of everything that determines the run's result, the version of the
+        parametrization's rules included (a checkpoint from other rules is another model)."""
         settings = {key: value for key, value in asdict(self).items() if key not in ("checkpoint_dir", "compile")}
+        settings["model"] = model_identity(self.model)
         return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
