@@ -270,6 +270,7 @@ def main() -> None:
                 "torch": torch.__version__,
                 "settings": {"tokens": TOKENS, **SHAPE, **TRAINING},
                 **summarize(frame),
+                "checks_on_seeds_0_and_1": summarize(frame[frame["seed"] <= 1])["checks"],
                 "runs": frame.to_dict(orient="records"),
             }
             args.report.parent.mkdir(parents=True, exist_ok=True)

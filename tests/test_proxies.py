@@ -16,7 +16,14 @@ from optuna_lrlaw.proxies import (
     first_order_check,
     width_slopes,
 )
-from optuna_lrlaw.proxies.parametrization import GroupRule, attention_scale, group_rules, residual_multiplier
+from optuna_lrlaw.proxies.parametrization import (
+    RULES_VERSION,
+    GroupRule,
+    attention_scale,
+    group_rules,
+    model_identity,
+    residual_multiplier,
+)
 
 CONFIGS = [
     ProxyConfig(width=64, depth=2, heads=4),
@@ -144,6 +151,16 @@ def test_all_parametrizations_are_the_same_model_at_the_base_shape():
         model = build_model(ProxyConfig(width=64, depth=2, heads=4, seq_len=16, parametrization=parametrization))
         outputs.append(model(tokens))
     assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+
+
+def test_model_identity_names_the_trained_model_and_its_rules_version():
+    mup = ProxyConfig(width=128, depth=2, heads=4, parametrization="mup")
+    assert model_identity(mup) == model_identity(replace(mup, base_heads=4))  # None means the same heads
+    assert model_identity(mup) != model_identity(replace(mup, base_heads=2))
+    assert model_identity(mup)["rules"] == RULES_VERSION["mup"] == 2
+    sp = replace(mup, parametrization="sp")
+    assert model_identity(sp) == model_identity(replace(sp, base_width=32, base_heads=2))  # sp has no base model
+    assert model_identity(sp)["rules"] == 1
 
 
 def test_completep_scales_residual_branches_with_depth():

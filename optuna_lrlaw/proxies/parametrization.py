@@ -132,7 +132,7 @@ def model_identity(config: ProxyConfig) -> dict[str, object]:
         >>> model_identity(ProxyConfig(width=64, depth=2, heads=4, parametrization="mup"))["rules"]
         2
     """
-    fields = asdict(config)
+    fields = {**asdict(config), "base_heads": config.base_heads or config.heads}  # None means heads
     if config.parametrization == "sp":
         fields = {key: value for key, value in fields.items() if key not in _ANCHOR_FIELDS}
     return {**fields, "rules": RULES_VERSION[config.parametrization]}
