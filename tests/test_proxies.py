@@ -279,7 +279,8 @@ def router_change_slopes(seeds: int) -> pd.DataFrame:
 
 def test_router_logit_change_fades_across_width_under_mup():
     slopes = router_change_slopes(seeds=4)
-    assert abs(slopes.loc[5, 1024]) <= 0.15, slopes
+    across = (slopes.loc[5, 512] + slopes.loc[5, 1024]) / 2  # the least-squares slope over 256 to 1024
+    assert abs(across) <= 0.15 and abs(slopes.loc[5, 1024]) <= 0.15, slopes
     assert abs(slopes.loc[5, 1024]) < abs(slopes.loc[1, 1024]), slopes  # it fades with training
 
 

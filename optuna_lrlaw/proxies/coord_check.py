@@ -30,9 +30,6 @@ import torch.nn.functional as F
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.model import ProxyModel, build_model, configure_optimizer
 
-#: Adam's epsilon in `configure_optimizer`: below it a gradient entry moves less than lr.
-_ADAM_EPS = 1e-8
-
 
 def coordinate_check(
     config: ProxyConfig,
@@ -123,7 +120,8 @@ def first_order_check(
         _loss(model, batch).backward()
         for group in optimizer.param_groups:
             gradients = [p.grad for p in group["params"] if p.grad is not None]
-            drop = sum(float((g.square() / (g.abs() + _ADAM_EPS)).sum()) for g in gradients) * group["lr"]
+            # Adam's epsilon: an entry whose gradient is below it moves less than lr_group
+            drop = sum(float((g.square() / (g.abs() + group["eps"])).sum()) for g in gradients) * group["lr"]
             rows.append({"width": shaped.width, "depth": shaped.depth, "group": group["name"], "drop": drop})
     return pd.DataFrame(rows).groupby(["width", "depth", "group"], sort=False, as_index=False)["drop"].mean()
 
