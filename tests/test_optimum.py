@@ -96,6 +96,7 @@ def test_replicated_lrs_pool_exactly():
         ({"lrs": [1e-3, 2e-3, 3e-3], "losses": [1, np.nan, 1]}, "row 1.*not marked diverged"),
         ({"lrs": [1e-3, 2e-3], "losses": [1, 2]}, "at least 3"),
         ({"lrs": [1e-3, 2e-3, 3e-3], "losses": [1, 2, 3], "prior": (0, -1)}, "positive sd"),
+        ({"lrs": [], "losses": [], "prior": (0.0, 1e-300)}, "narrower than the posterior's grid"),
     ],
 )
 def test_bad_input_raises_value_error(kwargs, message):

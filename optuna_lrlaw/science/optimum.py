@@ -53,6 +53,9 @@ _N_SHAPES = len(_SKEWS) + len(_RATIOS)
 _COARSE_GRID = 121
 _NEGLIGIBLE_LOG_DENSITY = 30.0
 _LOG_LR_LIMIT = 700.0
+#: The narrowest prior on log eta* the grid can hold (an LR known to one part in 10^9): a
+#: narrower one would collapse the posterior onto a single point, with no spread.
+_MIN_PRIOR_SD = 1e-9
 
 
 def curve_shapes(u: FloatArray) -> FloatArray:
@@ -186,6 +189,8 @@ def _prior_moments(prior: Prior | None) -> tuple[float, float] | None:
             raise ValueError("prior must be (mean, sd) of log eta* or have log_lr_mean and log_lr_sd") from None
     if not (math.isfinite(mean) and math.isfinite(sd) and sd > 0):
         raise ValueError(f"prior needs a finite mean and a positive sd, got ({mean}, {sd})")
+    if sd < _MIN_PRIOR_SD:
+        raise ValueError(f"prior sd {sd} is narrower than the posterior's grid can hold (at least {_MIN_PRIOR_SD})")
     return float(mean), float(sd)
 
 
