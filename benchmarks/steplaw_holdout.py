@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from optuna_lrlaw import Scale, fit_law, priors
+from optuna_lrlaw import Scale, fit_batch_size_law, fit_law, priors
 from optuna_lrlaw.science.law import estimate_optima
 from optuna_lrlaw.science.steplaw import read_steplaw
 
@@ -159,6 +159,105 @@ def leave_one_model_out(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+BATCH_FEATURES = ("params", "tokens", "batch_tokens")
+#: A (cell, batch size) sweep is scored only with this many LRs: fewer cannot show a best.
+MIN_SWEEP_LRS = 4
+
+
+def _batch_sweep_rows(law, runs: pd.DataFrame, params: float) -> list[dict]:
+    """Score ``law`` on every (cell, batch size) sweep of model size ``params``."""
+    rows = []
+    sweeps = runs[runs["params"] == params].groupby(["tokens", "batch_tokens"])
+    for (tokens, batch_tokens), sweep in sweeps:
+        if sweep["lr"].nunique() < MIN_SWEEP_LRS:
+            continue
+        best = sweep.loc[sweep["loss"].idxmin()]
+        prediction = law.predict(Scale(params, tokens, batch_tokens))
+        nearest, regret = _regret(sweep, best["loss"], prediction.lr)
+        grid_lo, grid_hi = prediction.interval_on_grid(sweep["lr"])
+        cell_lo, cell_hi = _grid_cell(sweep["lr"], best["lr"])
+        rows.append(
+            {
+                "params": params,
+                "tokens": tokens,
+                "batch_tokens": batch_tokens,
+                "predicted_lr": prediction.lr,
+                "grid_lo90": grid_lo,
+                "grid_hi90": grid_hi,
+                "measured_best_lr": best["lr"],
+                "best_inside_grid_90": bool(grid_lo <= best["lr"] <= grid_hi),
+                "cdf_cell_lo": prediction.cdf(cell_lo) if cell_lo > 0 else 0.0,
+                "cdf_cell_hi": prediction.cdf(cell_hi) if math.isfinite(cell_hi) else 1.0,
+                "nearest_grid_lr": nearest,
+                "regret": regret,
+            }
+        )
+    return rows
+
+
+def batch_holdout(csv: str | Path = DEFAULT_CSV, batch_form: str = "auto") -> pd.DataFrame:
+    """Fit on N < 1e9 with every batch size, predict every (cell, B) sweep of N = 1.07e9."""
+    runs = read_steplaw(csv)
+    law = fit_law(runs[runs["params"] < TARGET_PARAMS], features=BATCH_FEATURES, batch_form=batch_form)
+    rows = _batch_sweep_rows(law, runs, float(runs["params"].max()))
+    return pd.DataFrame(rows).assign(batch_form=law.batch_form)
+
+
+def batch_leave_one_model_out(csv: str | Path = DEFAULT_CSV, batch_form: str = "auto") -> pd.DataFrame:
+    """Each model size held out in turn (the largest from the smaller ones only), every
+    (cell, B) sweep of it predicted by a law fitted on the others' runs at every B."""
+    runs = read_steplaw(csv)
+    rows = []
+    for held_out in sorted(runs["params"].unique()):
+        train = runs[(runs["params"] != held_out) & ((runs["params"] < TARGET_PARAMS) | (held_out < TARGET_PARAMS))]
+        law = fit_law(train, features=BATCH_FEATURES, batch_form=batch_form)
+        rows += [dict(row, batch_form=law.batch_form) for row in _batch_sweep_rows(law, runs, held_out)]
+    return pd.DataFrame(rows)
+
+
+def best_batch_size_holdout(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
+    """`fit_batch_size_law` on N < 1e9 (in N and D, and in D alone), predicting the batch
+    size with the lowest loss in each N = 1.07e9 cell; regret is the best loss of the batch
+    size nearest the prediction over the cell's best loss, minus 1."""
+    runs = read_steplaw(csv)
+    rows = []
+    for features in (("params", "tokens"), ("tokens",)):
+        law = fit_batch_size_law(runs[runs["params"] < TARGET_PARAMS], features=features)
+        exponents = law.coefficients()["estimate"]
+        for tokens, cell in runs[runs["params"] >= TARGET_PARAMS].groupby("tokens"):
+            prediction = law.predict(Scale(float(cell["params"].iloc[0]), tokens))
+            best = cell.groupby("batch_tokens")["loss"].min()
+            nearest = best.index[np.argmin(np.abs(np.log(best.index / prediction.batch_tokens)))]
+            lo, hi = prediction.interval()
+            rows.append(
+                {
+                    "features": " and ".join(features),
+                    "tokens": tokens,
+                    "exponent_N": exponents.get("params", math.nan),
+                    "exponent_D": exponents["tokens"],
+                    "predicted_B": prediction.batch_tokens,
+                    "lo90": lo,
+                    "hi90": hi,
+                    "measured_best_B": best.idxmin(),
+                    "nearest_B": nearest,
+                    "regret": best[nearest] / best.min() - 1,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def summarize_batch(rows: pd.DataFrame) -> dict[str, float]:
+    """Median, 90th percentile and worst regret, and the coverage of the 90% intervals."""
+    return {
+        "sweeps": len(rows),
+        "median_regret": float(rows["regret"].median()),
+        "p90_regret": float(rows["regret"].quantile(0.9)),
+        "worst_regret": float(rows["regret"].max()),
+        "inside_grid_90": float(rows["best_inside_grid_90"].mean()),
+        "fair_grid_coverage_90": grid_coverage(rows, 0.9),
+    }
+
+
 def main() -> None:
     csv = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_CSV
     report = holdout_report(csv)
@@ -182,6 +281,28 @@ def main() -> None:
         f"{inside_sweep:.0%}, rms z {math.sqrt((cells['z_sweep'] ** 2).mean()):.2f}. "
         f"Grid-best LR vs own sweep posterior: rms {grid_vs_sweep:.2f} in log LR."
     )
+    print("\nEvery batch size: fit on N < 1e9, predict each (cell, B) sweep of N = 1.07e9 with >= 4 LRs.")
+    summaries = []
+    for form in ("loglinear", "surge", "auto"):
+        held = batch_holdout(csv, form)
+        lomo = batch_leave_one_model_out(csv, form)
+        if form == "auto":
+            with pd.option_context("display.width", 200, "display.max_columns", 20):
+                print(
+                    held.drop(columns=["cdf_cell_lo", "cdf_cell_hi"]).to_string(
+                        index=False, float_format="{:.4g}".format
+                    )
+                )
+        summaries += [
+            {"check": "N = 1.07e9 held out", "batch_form": form, **summarize_batch(held)},
+            {"check": "leave one model size out", "batch_form": form, **summarize_batch(lomo)},
+        ]
+    print(pd.DataFrame(summaries).to_string(index=False, float_format="{:.4g}".format))
+    law = fit_law(read_steplaw(csv).query("params < @TARGET_PARAMS"), features=BATCH_FEATURES)
+    print(f"\nThe law on N < 1e9 ({law.batch_form} form, held-out scores {law.form_scores}):")
+    print(law.coefficients().to_string(float_format="{:.4g}".format))
+    print("\nWhich batch size: the best batch size of each N = 1.07e9 cell, predicted from N < 1e9.")
+    print(best_batch_size_holdout(csv).to_string(index=False, float_format="{:.4g}".format))
 
 
 if __name__ == "__main__":

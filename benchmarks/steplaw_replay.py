@@ -46,6 +46,7 @@ def _samplers(law, scale: Scale) -> dict[str, Callable[[int], optuna.samplers.Ba
     grid = {"lr": np.geomspace(*LR_RANGE, 8).tolist()}
     return {
         "LRLawSampler": lambda seed: LRLawSampler(law, scale=scale, seed=seed),
+        "LRLawSampler, median first": lambda seed: LRLawSampler(law, scale=scale, seed=seed, first_trial="median"),
         "LRLawSampler, no law": lambda seed: LRLawSampler(seed=seed),
         "TPESampler": lambda seed: optuna.samplers.TPESampler(seed=seed),
         "GPSampler": lambda seed: optuna.samplers.GPSampler(seed=seed),

@@ -15,7 +15,14 @@ time, by overriding a module constant of ``optuna_lrlaw.science.optimum``:
   value shipped until the law's scatter prior and its calibration test were revised).
 
 Reported: coverage of the 90% interval, the spread (sd) and mean of the error in
-posterior sds. The last part refits the law on the 200 problems of
+posterior sds.
+
+``--acquired`` adds sweeps drawn as the ladder draws them: a prior on log eta* as a law
+would give it (sd 0.3 to 1, centred one prior sd off the truth on average), a first run
+at its median, then `LRLawSampler`'s acquisition (``spread``: `spread_design`, then
+Thompson draws; or ``thompson`` throughout) with the belief updated after every run, for
+``--trials`` runs; the rung's optimum is then estimated from its runs alone, as the law
+uses it, and counted when it brackets. The last part refits the law on the 200 problems of
 ``tests/test_law.py``'s calibration test with each noise prior, to show what it does
 to the law's coverage, and whether the measured best LR of Step Law's two largest cells
 falls inside the law's 90% interval (setting (a) of ``steplaw_holdout.py``).
@@ -33,6 +40,7 @@ import numpy as np
 
 import optuna_lrlaw.science.optimum as optimum_module
 from optuna_lrlaw import estimate_optimum
+from optuna_lrlaw.science.acquisition import spread_design
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from steplaw_holdout import holdout_report  # noqa: E402
@@ -59,16 +67,67 @@ def overridden(constants: dict):
             setattr(optimum_module, name, value)
 
 
-def draw_sweep(rng: np.random.Generator, family: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+def draw_curve(rng: np.random.Generator, family: str):
+    """A random optimum and a function giving (loss, diverged) at any LRs, with fresh noise."""
     optimum = np.exp(rng.uniform(-8, -4))
-    lrs = optimum * np.exp(rng.uniform(-0.7, 0.7)) * np.geomspace(0.1, 10, 11)
-    u = np.log(lrs / optimum)
     left = rng.uniform(0.005, 0.03)
     right, cubic = (left, 0.0) if family == "symmetric" else (left * rng.uniform(1, 4), rng.uniform(0, 0.02))
-    curve = np.where(u < 0, left * u**2, right * u**2 + cubic * u**3)
-    loss = 2.5 * (1 + curve + rng.normal(0, rng.uniform(0.0005, 0.003), u.size))
-    diverged = u > np.log(rng.uniform(3, 10))
-    return optimum, lrs, np.where(diverged, np.nan, loss), diverged
+    noise, cliff = rng.uniform(0.0005, 0.003), np.log(rng.uniform(3, 10))
+
+    def run(lrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u = np.log(lrs / optimum)
+        curve = np.where(u < 0, left * u**2, right * u**2 + cubic * u**3)
+        loss = 2.5 * (1 + curve + rng.normal(0, noise, u.size))
+        diverged = u > cliff
+        return np.where(diverged, np.nan, loss), diverged
+
+    return optimum, run
+
+
+def draw_sweep(rng: np.random.Generator, family: str) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    optimum, run = draw_curve(rng, family)
+    lrs = optimum * np.exp(rng.uniform(-0.7, 0.7)) * np.geomspace(0.1, 10, 11)
+    losses, diverged = run(lrs)
+    return optimum, lrs, losses, diverged
+
+
+def acquired_coverage(family: str, acquisition: str, sweeps: int, trials: int) -> dict[str, float]:
+    """Coverage of the rung's own 90% interval for sweeps drawn by the sampler's acquisition."""
+    rng = np.random.default_rng(1)
+    hits, bracketed, spans = 0, 0, []
+    for _ in range(sweeps):
+        optimum, run = draw_curve(rng, family)
+        prior_sd = rng.uniform(0.3, 1.0)
+        prior = (np.log(optimum) + rng.normal(0, prior_sd), prior_sd)
+        lrs, losses, diverged = [], [], []
+        for index in range(trials):
+            if index == 0:
+                log_lr = prior[0]
+            else:
+                belief = estimate_optimum(lrs, losses, diverged=diverged, prior=prior)
+                centre, sd = np.log(belief.lr), belief.log_lr_sd
+                log_lr = spread_design(centre, sd, np.log(lrs)) if acquisition == "spread" else None
+                if log_lr is None:
+                    log_lr = float(belief.sample_log_lr(rng))
+            loss, flag = run(np.array([np.exp(log_lr)]))
+            lrs.append(float(np.exp(log_lr)))
+            losses.append(float(loss[0]))
+            diverged.append(bool(flag[0]))
+        spans.append(float(np.log(max(lrs) / min(lrs))))
+        try:
+            estimate = estimate_optimum(lrs, losses, diverged=diverged)
+        except ValueError:
+            continue
+        if estimate.bracketed:
+            bracketed += 1
+            lo, hi = estimate.interval(0.9)
+            hits += lo <= optimum <= hi
+    return {
+        "sweeps": sweeps,
+        "bracketed": bracketed / sweeps,
+        "coverage90": hits / max(bracketed, 1),
+        "median_span_factor": float(np.exp(np.median(spans))),
+    }
 
 
 def sweep_coverage(family: str, variant: str, sweeps: int) -> dict[str, float]:
@@ -100,7 +159,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweeps", type=int, default=300)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--acquired", type=int, default=0, help="sweeps drawn by each acquisition rule")
+    parser.add_argument("--trials", type=int, default=6, help="runs per acquired sweep")
+    parser.add_argument("--acquired-only", action="store_true", help="skip the fixed-grid and law parts")
     args = parser.parse_args()
+    acquired = []
+    for family in ("symmetric", "asymmetric") if args.acquired else ():
+        for acquisition in ("spread", "thompson"):
+            row = {"family": family, "acquisition": acquisition}
+            row.update(acquired_coverage(family, acquisition, args.acquired, args.trials))
+            acquired.append(row)
+            print(
+                "acquired: " + "  ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+            )
+    if args.acquired_only:
+        if args.out:
+            command = "python " + " ".join(sys.argv)
+            args.out.write_text(json.dumps({"command": command, "acquired": acquired}, indent=1))
+        return
     rows = []
     for family in ("symmetric", "asymmetric"):
         for variant in VARIANTS:
@@ -120,8 +196,9 @@ def main() -> None:
         coverage["steplaw_a_best_inside_90"] = weak_a["best_inside_90"].tolist()
         print(f"law, {variant}: " + ", ".join(f"{k} {v}" for k, v in coverage.items()))
     if args.out:
-        command = f"python benchmarks/sweep_calibration.py --sweeps {args.sweeps}"
-        args.out.write_text(json.dumps({"command": command, "sweeps": rows, "law_coverage90": laws}, indent=1))
+        command = "python " + " ".join(sys.argv)
+        payload = {"command": command, "sweeps": rows, "law_coverage90": laws, "acquired": acquired}
+        args.out.write_text(json.dumps(payload, indent=1))
 
 
 if __name__ == "__main__":

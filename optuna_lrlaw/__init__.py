@@ -4,7 +4,9 @@ The public API:
 
 - `Scale`: the scale of a training run (N, D, B).
 - `estimate_optimum`: the posterior of the optimal LR from one sweep.
-- `fit_law` / `LRLaw`: the law of the optimum across scales, and its predictions.
+- `fit_law` / `LRLaw`: the law of the optimum across scales, and its predictions
+  (`LRPrediction.recommend`: the LR with the lowest expected loss).
+- `fit_batch_size_law`: the batch size with the lowest loss, across scales.
 - `fit_loss_curve`: loss versus training tokens.
 - `read_observations`, `observations_from_study`, ...: runs in, as a pandas DataFrame.
 - `priors`: the weak default and published laws.
@@ -36,14 +38,17 @@ from optuna_lrlaw.integration import (
     study_scale,
 )
 from optuna_lrlaw.science import (
+    BatchSizeLaw,
     LawPrior,
     LossCurveFit,
     LRLaw,
     LRPrediction,
     OptimumEstimate,
+    Recommendation,
     Scale,
     estimate_optima,
     estimate_optimum,
+    fit_batch_size_law,
     fit_law,
     fit_loss_curve,
     flag_divergence,
@@ -71,6 +76,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BatchSizeLaw",
     "DIVERGED_ATTR",
     "SCALE_ATTRS",
     "Belief",
@@ -85,6 +91,7 @@ __all__ = [
     "LossCurveFit",
     "OptimumEstimate",
     "ProxyConfig",
+    "Recommendation",
     "Rung",
     "Scale",
     "TrainConfig",
@@ -93,6 +100,7 @@ __all__ = [
     "default_rungs",
     "estimate_optima",
     "estimate_optimum",
+    "fit_batch_size_law",
     "fit_law",
     "fit_loss_curve",
     "flag_divergence",

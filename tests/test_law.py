@@ -1,3 +1,4 @@
+import json
 import math
 
 import numpy as np
@@ -126,4 +127,108 @@ def test_calibration_on_200_synthetic_problems():
     """The true exponents, and the true optimum at a larger held-out scale, fall inside the
     90% intervals in 80% to 97% of problems drawn from known laws (tests/synthetic.py)."""
     coverage = law_coverage(200, seed=0)
+    assert all(0.80 <= c <= 0.97 for c in coverage.values()), coverage
+
+
+def knee_runs(seed=0, amplitude=1.0, gamma=1.0):
+    """Sweeps at 3 model sizes x 2 data sizes x 4 batch sizes, whose optima follow the surge
+    form around a knee at 2^19 tokens (at D = 1e9) that moves as D^gamma."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for n in (1e7, 2.5e7, 6.25e7):
+        for d in (1e9, 4e9):
+            knee = 2.0**19 * (d / 1e9) ** gamma
+            for b in 2.0 ** np.arange(16, 23, 2):
+                optimum = 3e-3 * (n / 1e7) ** -0.5 / np.cosh(np.log(b / knee) / 2) ** amplitude
+                frames.append(sweep(rng, optimum, floor=2.5).assign(params=n, tokens=d, batch_tokens=b))
+    return pd.concat(frames, ignore_index=True)
+
+
+BATCH = ("params", "tokens", "batch_tokens")
+
+
+def test_surge_form_recovers_a_knee_that_moves_with_the_data():
+    law = fit_law(knee_runs(), features=BATCH, batch_form="surge")
+    table = law.coefficients(0.9)
+    assert list(table.index) == [
+        "prefactor",
+        "params",
+        "tokens",
+        "batch_amplitude",
+        "batch_knee",
+        "knee_tokens_exponent",
+    ]
+    reference_d = law.reference["tokens"]
+    knee_at_reference = 2.0**19 * (reference_d / 1e9)
+    assert table.loc["batch_knee", "lo"] < knee_at_reference < table.loc["batch_knee", "hi"]
+    assert table.loc["knee_tokens_exponent", "lo"] < 1.0 < table.loc["knee_tokens_exponent", "hi"]
+    assert table.loc["batch_amplitude", "lo"] < 1.0 < table.loc["batch_amplitude", "hi"]
+    # Below the knee the optimum rises with B, above it it falls: a power law cannot do both.
+    small, knee, large = (law.predict(Scale(2e8, 2e9, b)).lr for b in (2.0**15, 2.0**20, 2.0**25))
+    assert knee > 2 * small and knee > 2 * large
+
+
+def test_auto_picks_the_surge_form_by_held_out_evidence_only_when_there_is_a_knee():
+    with_knee = fit_law(knee_runs(), features=BATCH)
+    assert with_knee.batch_form == "surge"
+    assert with_knee.form_scores["surge"] > with_knee.form_scores["loglinear"]
+    # Optima that follow a power law in B (no knee) keep the simpler form.
+    flat = knee_runs(amplitude=0.0)
+    flat["lr"] *= (flat["batch_tokens"] / 2**19) ** 0.3
+    plain = fit_law(flat, features=BATCH)
+    assert plain.batch_form == "loglinear"
+    assert plain.form_scores["loglinear"] >= plain.form_scores["surge"]
+    # With fewer than three model sizes there is no held-out evidence: the simpler form stays.
+    two_sizes = knee_runs()[lambda runs: runs["params"] < 5e7]
+    law = fit_law(two_sizes, features=BATCH)
+    assert law.batch_form == "loglinear" and law.form_scores is None
+
+
+def test_surge_law_round_trips_through_json_and_updates_with_its_rule():
+    runs = knee_runs()
+    law = fit_law(runs[runs["params"] < 5e7], features=BATCH, batch_form="surge")
+    again = LRLaw.from_json(law.to_json())
+    assert again.to_json() == law.to_json()
+    target = Scale(1e9, 1e10, 2.0**20)
+    assert again.predict(target).interval() == law.predict(target).interval()
+    # An automatic choice is made again on update: a third model size brings the evidence.
+    small = runs["params"] < 5e7
+    first = fit_law(runs[small], features=BATCH)
+    assert first.batch_form == "loglinear"
+    updated = first.update(runs[~small])
+    assert updated.batch_form == "surge" and updated.form_scores is not None
+
+
+def test_surge_form_needs_tokens_and_a_known_form():
+    runs = knee_runs()
+    with pytest.raises(ValueError, match="tokens"):
+        fit_law(runs, features=("params", "batch_tokens"), batch_form="surge")
+    with pytest.raises(ValueError, match="batch_form"):
+        fit_law(runs, features=BATCH, batch_form="cosh")
+
+
+def test_reading_a_version_1_law_and_corrupt_json():
+    law = fit_law(law_runs())
+    payload = json.loads(law.to_json())
+    payload["format"] = "optuna-lrlaw/law/v1"
+    for key in ("design", "form_scores"):
+        del payload[key]
+    del payload["posterior"]["design_index"]
+    payload["optima"] = {k: v for k, v in payload["optima"].items() if k != "min_loss"}
+    old = LRLaw.from_json(json.dumps(payload))
+    target = Scale(1e9, 1e11)
+    assert old.predict(target).interval() == pytest.approx(law.predict(target).interval())
+    for text, why in (("{", "not JSON"), ('{"format": "optuna-lrlaw/law/v2"}', "KeyError")):
+        with pytest.raises(ValueError, match=why):
+            LRLaw.from_json(text)
+    payload = json.loads(law.to_json())
+    payload["posterior"]["means"] = payload["posterior"]["means"][:1]
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        LRLaw.from_json(json.dumps(payload))
+
+
+def test_calibration_on_200_synthetic_problems_with_a_batch_knee():
+    """As above, with every cell swept at three batch sizes around a knee that moves with D
+    (the surge form, tests/synthetic.py); the law picks its batch form itself."""
+    coverage = law_coverage(200, seed=0, batch=True)
     assert all(0.80 <= c <= 0.97 for c in coverage.values()), coverage

@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from optuna_lrlaw.science.law import LRLaw, LRPrediction, fit_law
+from optuna_lrlaw.science.law import LRLaw, fit_law
 from optuna_lrlaw.science.observations import flag_divergence, read_observations
+from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.priors import PRIORS
 from optuna_lrlaw.science.scale import Scale
 
@@ -26,6 +27,13 @@ def fit(
         float | None, typer.Option(help="Tokens per step at the target; the law then uses batch size as a feature.")
     ] = None,
     prior: Annotated[str, typer.Option(help=f"Prior on the law: one of {', '.join(PRIORS)}.")] = "weak",
+    batch_form: Annotated[
+        str,
+        typer.Option(
+            help="With --batch-tokens: how lr* depends on B: loglinear, surge (rise and fall around a knee "
+            "that moves with D), or auto (the one that predicts held-out model sizes better)."
+        ),
+    ] = "auto",
     divergence_factor: Annotated[
         float | None, typer.Option(help="Also mark runs above this multiple of their sweep's best loss as diverged.")
     ] = None,
@@ -41,7 +49,7 @@ def fit(
     observations = read_observations(runs)
     if divergence_factor is not None:
         observations = flag_divergence(observations, factor=divergence_factor)
-    law = fit_law(observations, features=features, prior=PRIORS[prior])
+    law = fit_law(observations, features=features, prior=PRIORS[prior], batch_form=batch_form)
     prediction = law.predict(scale)
     if as_json:
         print(json.dumps(_report(law, prediction), indent=2))
@@ -53,8 +61,11 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
     coefficients = law.coefficients(0.9)
     optima = law.optima.astype(object).where(law.optima.notna(), None)
     lo, hi = prediction.interval(0.9)
+    recommendation = prediction.recommend()
     return {
         "features": list(law.features),
+        "batch_form": law.batch_form if "batch_tokens" in law.features else None,
+        "batch_form_scores": law.form_scores,
         "prior": law.prior.name,
         "coefficients": {
             name: {"estimate": row.estimate, "sd": row.sd, "lo90": row.lo, "hi90": row.hi}
@@ -69,6 +80,9 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
             "hi90": hi,
             "log_lr_sd": prediction.log_lr_sd,
             "search_factor90": prediction.search_factor(0.9),
+            "recommended_lr": recommendation.lr,
+            "expected_regret": recommendation.expected_regret,
+            "divergence_probability": recommendation.divergence_probability,
         },
     }
 
@@ -76,12 +90,22 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
 def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
     console = Console()
     symbols = {"params": "N", "tokens": "D", "batch_tokens": "B"}
-    law_text = " * ".join(["A", *(f"{symbols[f]}^{letter}" for f, letter in zip(law.features, "abc", strict=False))])
+    powers = [f for f in law.features if not (f == "batch_tokens" and law.batch_form == "surge")]
+    law_text = " * ".join(["A", *(f"{symbols[f]}^{letter}" for f, letter in zip(powers, "abc", strict=False))])
+    if len(powers) < len(law.features):
+        law_text += " / cosh(ln(B / B_c) / 2)^k,  B_c ~ D^gamma"
     coefficients = Table(title=f"Law: lr* = {law_text}   (prior: {law.prior.name})")
     for column in ("coefficient", "estimate", "sd", "90% interval"):
         coefficients.add_column(column, justify="right" if column != "coefficient" else "left")
+    labels = {
+        "prefactor": "A (prefactor)",
+        "batch_amplitude": "k (depth of the surge in B)",
+        "batch_knee": "B_c at the reference D (tokens)",
+        "knee_tokens_exponent": "gamma (B_c ~ D^gamma)",
+        **{f: f"exponent of {symbols[f]} ({f})" for f in powers},
+    }
     for name, row in law.coefficients(0.9).iterrows():
-        label = "A (prefactor)" if name == "prefactor" else f"exponent of {symbols[name]} ({name})"
+        label = labels[name]
         coefficients.add_row(label, f"{row.estimate:.4g}", f"{row.sd:.3g}", f"{row.lo:.4g} to {row.hi:.4g}")
     coefficients.caption = f"scatter of optima around the law: {law.scatter:.3f} in log LR"
     console.print(coefficients)
@@ -98,7 +122,11 @@ def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
 
     lo, hi = prediction.interval(0.9)
     target = ", ".join(f"{k}={v:.3g}" for k, v in vars(prediction.scale).items() if v is not None)
+    recommendation = prediction.recommend()
     console.print(
-        f"[bold]Predicted lr* at {target}: {prediction.lr:.3g}[/bold]  "
-        f"(90% interval {lo:.3g} to {hi:.3g}; search factor x{prediction.search_factor(0.9):.2f})"
+        f"Predicted lr* at {target}: {prediction.lr:.3g} "
+        f"(90% interval {lo:.3g} to {hi:.3g}; search factor x{prediction.search_factor(0.9):.2f})\n"
+        f"[bold]Recommended lr (lowest expected loss): {recommendation.lr:.3g}[/bold]  "
+        f"(expected regret {100 * recommendation.expected_regret:.2f}%, "
+        f"probability of divergence {100 * recommendation.divergence_probability:.1f}%)"
     )

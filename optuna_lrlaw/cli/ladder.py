@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from optuna_lrlaw.science.law import LRPrediction
+from optuna_lrlaw.science.prediction import LRPrediction
 
 
 def ladder(
@@ -160,7 +160,17 @@ def _prediction_dict(target: str, prediction: LRPrediction | None) -> dict | Non
         return None
     lo, hi = prediction.interval(0.9)
     scale = prediction.scale
-    return {"rung": target, "params": scale.params, "tokens": scale.tokens, "lr": prediction.lr, "lo90": lo, "hi90": hi}
+    recommendation = prediction.recommend()
+    return {
+        "rung": target,
+        "params": scale.params,
+        "tokens": scale.tokens,
+        "lr": prediction.lr,
+        "lo90": lo,
+        "hi90": hi,
+        "recommended_lr": recommendation.lr,
+        "expected_regret": recommendation.expected_regret,
+    }
 
 
 def _table_console() -> Console:
@@ -193,9 +203,12 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
         console.print("No law yet: no rung's search brackets its optimum. Add trials or rungs and rerun.")
         return
     lo, hi = prediction.interval(0.9)
+    recommendation = prediction.recommend()
     console.print(
-        f"[bold]Predicted lr* for {target} ({prediction.scale.params:.3g} parameters): {prediction.lr:.3g}[/bold]"
-        f"  (90% interval {lo:.3g} to {hi:.3g})"
+        f"Predicted lr* for {target} ({prediction.scale.params:.3g} parameters): {prediction.lr:.3g}"
+        f"  (90% interval {lo:.3g} to {hi:.3g})\n"
+        f"[bold]Recommended lr (lowest expected loss): {recommendation.lr:.3g}[/bold]"
+        f"  (expected regret {100 * recommendation.expected_regret:.2f}%)"
     )
 
 

@@ -6,15 +6,20 @@ prior over the user's range) and is updated after every finished trial by
 `estimate_optimum`: completed trials are points on the loss-versus-LR curve, diverged ones
 censor it from above (see `trial_outcome`). Acquisition:
 
-1. The study's first trial takes the prior median (the law's prediction): the single
-   best guess.
-2. Later trials take a Thompson draw: a sample of log eta* from the current posterior,
-   restricted to the user's bounds. A draw is where the optimum *might* be, so the search
-   concentrates as the posterior does and stays wide while it is unsure.
-3. Trials still running elsewhere (other threads or workers) are avoided: of a few
-   Thompson draws the first one farther than a quarter posterior sd from every running
-   trial's LR is taken (else the one farthest from them), so parallel workers spread out
-   instead of piling onto one LR, much as TPE's constant liar does.
+1. The study's first trial takes the law's recommended LR (`LRPrediction.recommend`: the
+   lowest expected loss, a little below the median where the loss is steeper above the
+   optimum), or with ``first_trial="median"`` the prior median.
+2. The next trials spread out (`science.acquisition.spread_design`): the belief's centre
+   and one point on each side of it, at least a factor 2 away (1.5 posterior sds while
+   the belief is wide), each taken once, so the sweep measures the curve on both sides
+   of the optimum instead of clustering where a confident prior points.
+3. Once those are covered, trials take a Thompson draw: a sample of log eta* from the
+   current posterior, restricted to the user's bounds, so the search concentrates as the
+   posterior does. ``acquisition="thompson"`` draws from the second trial on.
+4. Trials still running elsewhere (other threads or workers) count as taken points, and
+   Thompson draws avoid them: of a few draws the first one farther than a quarter
+   posterior sd from every running trial's LR is taken (else the one farthest from them),
+   so parallel workers spread out instead of piling onto one LR.
 
 Every other parameter goes to an inner sampler (TPE by default), relative and independent.
 """
@@ -25,7 +30,7 @@ import math
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import optuna
@@ -34,6 +39,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration.study import FINISHED_STATES, study_scale, trial_outcome
+from optuna_lrlaw.science.acquisition import spread_design
 from optuna_lrlaw.science.law import LRLaw
 from optuna_lrlaw.science.observations import blown_up
 from optuna_lrlaw.science.optimum import OptimumEstimate, estimate_optimum
@@ -67,7 +73,8 @@ class Belief:
         posterior: the posterior of log eta* from the prior and the study's finished trials.
         prior: the normal prior on log eta* it started from, ``(mean, sd)`` (a law's
             prediction, a normal mixture, enters through its mean and sd).
-        prior_lr: the prior median of eta*: the law's prediction, where the search starts.
+        prior_lr: where the search starts: the law's recommended LR (or its median, with
+            ``first_trial="median"``; the centre of the range without a law).
         from_law: True when the prior came from a law, False when it is the wide default.
         n_finished: finished trials behind it.
         best_lr, best_loss: the best completed trial so far (None before one).
@@ -121,6 +128,10 @@ class LRLawSampler(BaseSampler):
         inner: the sampler for every other parameter (default `optuna.samplers.TPESampler`).
         seed: makes the LR draws reproducible (they depend only on the seed, the trial
             number and the finished trials, not on thread or worker timing).
+        first_trial: ``"recommend"`` (default) starts at the law's LR of lowest expected
+            loss, ``"median"`` at its posterior median.
+        acquisition: ``"spread"`` (default) places the next trials on both sides of the
+            belief's centre before sampling from it; ``"thompson"`` samples from the start.
 
     Example:
         >>> import math, optuna
@@ -143,12 +154,20 @@ class LRLawSampler(BaseSampler):
         lr_param: str = "lr",
         inner: BaseSampler | None = None,
         seed: int | None = None,
+        first_trial: Literal["recommend", "median"] = "recommend",
+        acquisition: Literal["spread", "thompson"] = "spread",
     ) -> None:
+        if first_trial not in ("recommend", "median"):
+            raise ValueError(f"first_trial must be 'recommend' or 'median', got {first_trial!r}")
+        if acquisition not in ("spread", "thompson"):
+            raise ValueError(f"acquisition must be 'spread' or 'thompson', got {acquisition!r}")
         if law is not None and not isinstance(law, (LRLaw, LawSource)):
             raise TypeError(f"law must be an LRLaw, a LawSource or None, got {type(law).__name__}")
         if scale is not None and not isinstance(scale, Scale):
             raise TypeError(f"scale must be a Scale, got {type(scale).__name__}")
         self._law = law
+        self._first_trial = first_trial
+        self._acquisition = acquisition
         self._scale = scale
         self.lr_param = lr_param
         self._inner = inner if inner is not None else optuna.samplers.TPESampler(seed=seed)
@@ -262,7 +281,8 @@ class LRLawSampler(BaseSampler):
                     "pass scale= or call set_study_scale(study, scale)"
                 )
             prediction = law.predict(scale)
-            return (prediction.log_lr_mean, prediction.log_lr_sd), prediction.lr
+            start = prediction.recommend().lr if self._first_trial == "recommend" else prediction.lr
+            return (prediction.log_lr_mean, prediction.log_lr_sd), start
         if bounds is None:
             raise ValueError("with no law and no trial yet, the LR bounds are needed for the default prior")
         lo, hi = bounds
@@ -278,17 +298,19 @@ class LRLawSampler(BaseSampler):
 
     def _acquire(self, study: optuna.Study, trial: FrozenTrial, belief: Belief, bounds: tuple[float, float]) -> float:
         lo, hi = bounds
-        others = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        if all(t.number >= trial.number for t in others):
+        others = [t for t in study._storage.get_all_trials(study._study_id, deepcopy=False) if t.number != trial.number]
+        if all(t.number > trial.number for t in others):
             return float(np.clip(math.log(belief.prior_lr), lo, hi))
+        taken = [t.params[self.lr_param] for t in others if self.lr_param in t.params]
+        if self._acquisition == "spread":
+            posterior = belief.posterior
+            proposal = spread_design(math.log(posterior.lr), posterior.log_lr_sd, np.log(taken), bounds)
+            if proposal is not None:
+                return proposal
         rng = np.random.default_rng([self._seed, trial.number])
         draws = belief.posterior.sample_log_lr(rng, _N_DRAWS, bounds=bounds)
         running = np.log(
-            [
-                t.params[self.lr_param]
-                for t in others
-                if t.state == TrialState.RUNNING and t.number != trial.number and self.lr_param in t.params
-            ]
+            [t.params[self.lr_param] for t in others if t.state == TrialState.RUNNING and self.lr_param in t.params]
         )
         if running.size == 0:
             return float(draws[0])

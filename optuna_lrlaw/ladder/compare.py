@@ -2,7 +2,8 @@
 
 Three ways to pick the peak LR of a model trained once, each ending in a run at the target:
 
-- **law ladder**: climb the ladder (`run_ladder`) and train the target at the law's prediction;
+- **law ladder**: climb the ladder (`run_ladder`) and train the target at the law's
+  recommended LR (`LRPrediction.recommend`; or its median, ``law_lr="median"``);
 - **μTransfer**: tune the LR of the smallest rung's model in μP (anchored at its own shape,
   where μP is the standard model) by ordinary search, and train the target in μP (CompleteP
   when the depth differs) at that LR, unchanged (``../shared/science.md`` §1);
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Literal
 
 import optuna
 import pandas as pd
@@ -49,6 +51,7 @@ def compare_search_costs(
     lr_range: tuple[float, float] = (1e-4, 1e-1),
     device: str = "auto",
     seed: int = 0,
+    law_lr: Literal["recommend", "median"] = "recommend",
     events: LadderEvents | None = None,
     **training,
 ) -> pd.DataFrame:
@@ -62,6 +65,7 @@ def compare_search_costs(
         search_trials: trials of the ordinary search at the target.
         proxy_trials: trials of μTransfer's search on its proxy.
         lr_range, device, seed, training: as in `run_ladder`.
+        law_lr: the law's LR for the target: ``"recommend"`` (lowest expected loss) or ``"median"``.
         events: progress hooks; each strategy's search is announced with `LadderEvents.stage_started`.
 
     Returns:
@@ -73,6 +77,8 @@ def compare_search_costs(
         >>> result = run_ladder(rungs, storage="sqlite:///ladder.db")               # doctest: +SKIP
         >>> compare_search_costs(result, rungs, target, storage="sqlite:///ladder.db")  # doctest: +SKIP
     """
+    if law_lr not in ("recommend", "median"):
+        raise ValueError(f"law_lr must be 'recommend' or 'median', got {law_lr!r}")
     if ladder.law is None:
         raise ValueError("the ladder has no law yet (no rung's sweep brackets its optimum); add trials or rungs")
     if search_trials < 1 or proxy_trials < 1:
@@ -107,7 +113,10 @@ def compare_search_costs(
         return study
 
     # The comparison's COMPARE_STAGES searches, each resumed from the storage if it has run:
-    law_target = search("law", target, 1, fixed_lr=ladder.predict(target.scale()).lr)
+    prediction = ladder.predict(target.scale())
+    law_target = search(
+        "law", target, 1, fixed_lr=prediction.recommend().lr if law_lr == "recommend" else prediction.lr
+    )
     transfer_proxy = search("mutransfer-proxy", mup_proxy, proxy_trials)
     transfer_lr = _best_trial(transfer_proxy).params[LR_PARAM]
     transfer_target = search("mutransfer", mup_target, 1, fixed_lr=transfer_lr)

@@ -35,7 +35,8 @@ from optuna_lrlaw.ladder.rungs import Rung
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
 from optuna_lrlaw.proxies.parametrization import model_identity
-from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, LRPrediction, estimate_optima
+from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
+from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.scale import Scale
 
 #: Extra trials a rung may spend to bracket its optimum, and how far past its edge each goes.

@@ -3,22 +3,27 @@
 This room imports neither torch nor optuna: only numpy, scipy and pandas.
 """
 
-from optuna_lrlaw.science.law import LRLaw, LRPrediction, estimate_optima, fit_law
+from optuna_lrlaw.science.batch_size import BatchSizeLaw, fit_batch_size_law
+from optuna_lrlaw.science.law import LRLaw, estimate_optima, fit_law
 from optuna_lrlaw.science.loss_curve import LossCurveFit, fit_loss_curve
 from optuna_lrlaw.science.observations import flag_divergence, read_observations, validate_observations
 from optuna_lrlaw.science.optimum import OptimumEstimate, estimate_optimum
+from optuna_lrlaw.science.prediction import LRPrediction, Recommendation
 from optuna_lrlaw.science.priors import LawPrior
 from optuna_lrlaw.science.scale import Scale
 
 __all__ = [
+    "BatchSizeLaw",
     "LRLaw",
     "LRPrediction",
     "LawPrior",
     "LossCurveFit",
     "OptimumEstimate",
+    "Recommendation",
     "Scale",
     "estimate_optima",
     "estimate_optimum",
+    "fit_batch_size_law",
     "fit_law",
     "fit_loss_curve",
     "flag_divergence",

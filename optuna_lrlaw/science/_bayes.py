@@ -192,6 +192,11 @@ class GaussianMixture:
         z = (np.asarray(x, dtype=float)[..., None] - self.means) / self.sds
         return special.ndtr(z) @ self.weights
 
+    def log_pdf(self, x: float, *, extra_var: float = 0.0) -> float:
+        """The log density at ``x``, each component widened by ``extra_var`` (a measurement's own noise)."""
+        sds = np.sqrt(self.sds**2 + extra_var)
+        return float(special.logsumexp(stats.norm.logpdf(x, self.means, sds), b=self.weights))
+
     def quantile(self, q: FloatArray | float) -> FloatArray:
         q = np.asarray(q, dtype=float)
         lo = float(np.min(self.means - 12 * self.sds))

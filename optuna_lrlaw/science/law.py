@@ -18,84 +18,29 @@ Sweeps whose optimum is not bracketed only bound it; they are reported and left 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from optuna_lrlaw.science._bayes import FloatArray, GaussianMixture, central_interval, lr_interval
+from optuna_lrlaw.science._bayes import GridDistribution, central_interval
+from optuna_lrlaw.science._design import BATCH_FORMS, BatchForm, Design
+from optuna_lrlaw.science._regression import Posterior, fit_regression
+from optuna_lrlaw.science.loss_shape import ShapeLaw, fit_shape_law
 from optuna_lrlaw.science.observations import validate_observations
 from optuna_lrlaw.science.optimum import estimate_optimum
+from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.priors import WEAK, LawPrior
 from optuna_lrlaw.science.scale import SCALE_FEATURES, Scale
 
 DEFAULT_FEATURES: tuple[str, ...] = ("params", "tokens")
-#: Grids and half-normal prior scale for tau and tau_model, the scatter of optima around
-#: the law (log LR): a priori about 12% (the prior's mean), which the data can overrule.
-#: Step Law's table shows about 10%; 0.15 is the scale nearest 90% coverage on synthetic laws
-#: whose optima scatter that much (docs/validation.md).
-_TAU_GRID = np.linspace(0.0, 1.5, 25)
-_TAU_MODEL_GRID = np.linspace(0.0, 1.5, 13)
-_TAU_PRIOR_SCALE = 0.15
-_JSON_FORMAT = "optuna-lrlaw/law/v1"
+_JSON_FORMAT = "optuna-lrlaw/law/v2"
+_JSON_FORMATS_READ = ("optuna-lrlaw/law/v1", _JSON_FORMAT)
 _OBSERVATION_COLUMNS = ("params", "tokens", "batch_tokens", "lr", "loss", "diverged")
-
-
-@dataclass(frozen=True)
-class LRPrediction:
-    """The law's belief about the optimal learning rate at one scale.
-
-    Attributes:
-        scale: where the prediction is made.
-        log_lr_mean, log_lr_sd: mean and sd of log eta* (natural log).
-        lr: the median of eta*: the LR to use if only one run is possible.
-    """
-
-    scale: Scale
-    log_lr_mean: float
-    log_lr_sd: float
-    lr: float
-    _mixture: GaussianMixture = field(repr=False, compare=False)
-
-    def interval(self, q: float = 0.9) -> tuple[float, float]:
-        """Equal-tailed predictive interval of eta* holding probability ``q``, in LR units."""
-        return lr_interval(self._mixture.quantile, q)
-
-    def cdf(self, lr: float) -> float:
-        """The probability that eta* lies at or below ``lr``."""
-        if not (math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be finite and positive, got {lr!r}")
-        return float(self._mixture.cdf(math.log(lr)))
-
-    def interval_on_grid(self, grid: Sequence[float] | FloatArray, q: float = 0.9) -> tuple[float, float]:
-        """The ``q`` interval of the LR a sweep over ``grid`` would measure as its optimum.
-
-        A grid sweep cannot tell eta* apart from its nearest grid LR (nearest in log), so
-        its "measured best LR" is that grid LR. Rounding to the nearest grid LR is monotone,
-        so whenever eta* lies in `interval`, the measured best lies between the interval's
-        ends each moved to its nearest grid LR: these hold it with probability at least
-        ``q`` if noise never makes a farther grid LR look best. Compare grid measurements
-        with this, not with `interval`, whose ends fall between grid points; the grid LRs
-        from one end to the other are also the ones a grid search should run.
-        """
-        points = np.sort(np.asarray(grid, dtype=float).ravel())
-        if points.size == 0 or not np.all(np.isfinite(points) & (points > 0)):
-            raise ValueError("grid must hold at least one finite, positive learning rate")
-        lo, hi = (float(points[np.argmin(np.abs(np.log(points / end)))]) for end in self.interval(q))
-        return lo, hi
-
-    def search_factor(self, q: float = 0.9) -> float:
-        """The factor f such that ``[lr / f, lr * f]`` spans the ``q`` interval: how wide
-        (multiplicatively) an LR search at this scale must reach."""
-        lo, hi = self.interval(q)
-        return math.sqrt(hi / lo)
-
-    def __str__(self) -> str:
-        lo, hi = self.interval(0.9)
-        return f"lr* = {self.lr:.3g} (90% interval {lo:.3g} to {hi:.3g}, search factor x{self.search_factor():.2f})"
 
 
 def _sweep_keys(features: tuple[str, ...]) -> list[str]:
@@ -107,8 +52,9 @@ def estimate_optima(observations: pd.DataFrame, features: tuple[str, ...] = DEFA
     """The optimum of every sweep in a table of runs, one row per sweep.
 
     Columns: the sweep's scale, ``lr`` (posterior median), ``log_lr_mean``, ``log_lr_sd``,
-    ``lr_lo`` and ``lr_hi`` (90% interval), ``bracketed``, ``beyond``, ``n_runs``,
-    ``n_diverged``, and ``used`` with ``note`` saying why a sweep is left out of the law.
+    ``lr_lo`` and ``lr_hi`` (90% interval), ``min_loss`` (the fitted curve's lowest loss),
+    ``bracketed``, ``beyond``, ``n_runs``, ``n_diverged``, and ``used`` with ``note``
+    saying why a sweep is left out of the law.
     """
     keys = _sweep_keys(features)
     rows = []
@@ -138,6 +84,7 @@ def estimate_optima(observations: pd.DataFrame, features: tuple[str, ...] = DEFA
                 "log_lr_sd": est.log_lr_sd,
                 "lr_lo": lo,
                 "lr_hi": hi,
+                "min_loss": est.min_loss,
                 "bracketed": est.bracketed,
                 "beyond": est.beyond,
                 "n_runs": est.n_runs,
@@ -153,6 +100,7 @@ def estimate_optima(observations: pd.DataFrame, features: tuple[str, ...] = DEFA
         "log_lr_sd",
         "lr_lo",
         "lr_hi",
+        "min_loss",
         "bracketed",
         "beyond",
         "n_runs",
@@ -163,72 +111,14 @@ def estimate_optima(observations: pd.DataFrame, features: tuple[str, ...] = DEFA
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
-@dataclass(frozen=True)
-class _Posterior:
-    """Normal posteriors of the coefficients, one per tau grid point, with their weights."""
-
-    tau: FloatArray
-    weights: FloatArray
-    means: FloatArray  # (K, p)
-    covs: FloatArray  # (K, p, p)
-
-    def linear(self, x: FloatArray, *, with_scatter: bool) -> GaussianMixture:
-        """The distribution of ``x @ beta`` (plus the scatter for a new scale's optimum)."""
-        means = self.means @ x
-        var = np.einsum("p,kpq,q->k", x, self.covs, x)
-        if with_scatter:
-            var = var + self.tau**2
-        keep = self.weights > 1e-12
-        return GaussianMixture(
-            self.weights[keep] / self.weights[keep].sum(), means[keep], np.sqrt(np.maximum(var[keep], 1e-300))
-        )
-
-
-def _regression(
-    x: FloatArray,
-    y: FloatArray,
-    noise_var: FloatArray,
-    same_model: FloatArray,
-    prior_mean: FloatArray,
-    prior_cov: FloatArray,
-) -> _Posterior:
-    """Posterior of the coefficients on a grid of (tau, tau_model).
-
-    ``same_model[i, j]`` is 1 where sweeps i and j share the model size N: their optima
-    share an offset from the law of sd ``tau_model`` (one model shape's quirks), on top of
-    the independent scatter ``tau``. The two taus are integrated out on a grid; tau_model's
-    contribution to a prediction at an unseen model size is part of the returned ``tau``.
-    """
-    tau, tau_model = (g.ravel() for g in np.meshgrid(_TAU_GRID, _TAU_MODEL_GRID))
-    noise_cov = (
-        np.eye(len(y)) * (noise_var[None, :] + tau[:, None] ** 2)[:, :, None]
-        + tau_model[:, None, None] ** 2 * same_model
-    )
-    prior_precision = np.linalg.inv(prior_cov)
-    # Posterior of beta for every (tau, tau_model) at once, through whitened data.
-    chol = np.linalg.cholesky(noise_cov)
-    whitened_x = np.linalg.solve(chol, np.broadcast_to(x, (len(tau), *x.shape)))
-    whitened_y = np.linalg.solve(chol, np.broadcast_to(y[:, None], (len(tau), len(y), 1)))[..., 0]
-    precision = prior_precision + np.einsum("kni,knj->kij", whitened_x, whitened_x)
-    covs = np.linalg.inv(precision)
-    means = np.einsum(
-        "kij,kj->ki", covs, prior_precision @ prior_mean + np.einsum("kni,kn->ki", whitened_x, whitened_y)
-    )
-    # Evidence of each (tau, tau_model): y ~ N(x mu0, x S0 x' + noise_cov).
-    marginal_chol = np.linalg.cholesky(x @ prior_cov @ x.T + noise_cov)
-    z = np.linalg.solve(marginal_chol, np.broadcast_to((y - x @ prior_mean)[:, None], (len(tau), len(y), 1)))[..., 0]
-    log_det = np.log(np.diagonal(marginal_chol, axis1=1, axis2=2)).sum(axis=1)
-    log_w = -log_det - 0.5 * (z**2).sum(axis=1) - 0.5 * (tau**2 + tau_model**2) / _TAU_PRIOR_SCALE**2
-    weights = np.exp(log_w - log_w.max())
-    return _Posterior(np.hypot(tau, tau_model), weights / weights.sum(), means, covs)
-
-
 class LRLaw:
-    """A fitted law for the optimal learning rate, ``eta* = A * N^a * D^b [* B^c]``.
+    """A fitted law for the optimal learning rate, ``eta* = A * N^a * D^b [* g(B)]``.
 
     Build one with `fit_law`; use `predict` for a new scale, `coefficients` for the
     exponents with their intervals, `update` when more runs arrive, and
-    `to_json`/`from_json` to store it.
+    `to_json`/`from_json` to store it. ``batch_form`` says how the law treats the batch
+    size (``"loglinear"``: a power law; ``"surge"``: a rise and fall around a knee that
+    moves with D); ``form_scores`` holds the held-out evidence it was chosen by.
 
     Example:
         >>> law = fit_law(runs)                                        # doctest: +SKIP
@@ -238,33 +128,46 @@ class LRLaw:
     def __init__(
         self,
         *,
-        features: tuple[str, ...],
-        reference: dict[str, float],
+        design: Design,
         prior: LawPrior,
         observations: pd.DataFrame,
         optima: pd.DataFrame,
-        posterior: _Posterior,
+        posterior: Posterior,
+        form_scores: dict[str, float] | None = None,
+        batch_form_rule: BatchForm | Literal["auto"] = "auto",
     ) -> None:
-        self.features = features
-        self.reference = reference
+        self._design = design
         self.prior = prior
         self.observations = observations
         self.optima = optima
         self._posterior = posterior
+        self.form_scores = form_scores
+        #: The ``batch_form`` it was fitted with: ``"auto"`` chooses again on `update`.
+        self.batch_form_rule = batch_form_rule
 
-    def _design(self, scale: Scale) -> FloatArray:
-        return np.array([1.0, *(math.log(scale.feature(f) / self.reference[f]) for f in self.features)])
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self._design.features
+
+    @property
+    def reference(self) -> dict[str, float]:
+        return self._design.reference
+
+    @property
+    def batch_form(self) -> BatchForm:
+        return self._design.batch_form
 
     def predict(self, scale: Scale) -> LRPrediction:
-        """The predictive distribution of the optimal LR at ``scale``."""
-        mixture = self._posterior.linear(self._design(scale), with_scatter=True)
-        return LRPrediction(
-            scale=scale,
-            log_lr_mean=mixture.mean,
-            log_lr_sd=mixture.sd,
-            lr=math.exp(float(mixture.quantile(0.5))),
-            _mixture=mixture,
-        )
+        """The predictive distribution of the optimal LR at ``scale`` (at its batch size,
+        when the law uses one)."""
+        mixture = self._posterior.linear(self._design.rows_at(scale), with_scatter=True)
+        return LRPrediction.from_mixture(scale, mixture, shape=self.loss_shapes.at(scale))
+
+    @functools.cached_property
+    def loss_shapes(self) -> ShapeLaw:
+        """The loss curve's shape around eta* (skew, cliff, curvature by scale), pooled
+        from this law's sweeps: what `LRPrediction.recommend` weighs a wrong LR by."""
+        return fit_shape_law(self.observations, self.optima, self.features)
 
     @property
     def scatter(self) -> float:
@@ -276,31 +179,57 @@ class LRLaw:
 
         One row per exponent (``estimate`` is its posterior mean, ``sd`` its sd), and a row
         ``prefactor`` for A in ``eta* = A * N^a * D^b``, the LR at N = D = B = 1 as laws are
-        published (``estimate`` is its median, ``sd`` the sd of log A).
+        published (``estimate`` is its median, ``sd`` the sd of log A). Under the surge
+        form, ``batch_amplitude`` is k, ``batch_knee`` the critical batch size B_c (tokens)
+        at the reference D, and ``knee_tokens_exponent`` gamma in B_c ~ D^gamma.
         """
-        p = len(self.features) + 1
-        directions = {"prefactor": np.array([1.0, *(-math.log(self.reference[f]) for f in self.features)])}
-        directions.update({f: np.eye(p)[j] for j, f in enumerate(self.features, start=1)})
+        names = self._design.coefficient_names
+        powers = self._design.power_features
+        p = len(names)
+        prefactor = np.zeros(p)
+        prefactor[0] = 1.0
+        prefactor[1 : 1 + len(powers)] = [-math.log(self.reference[f]) for f in powers]
+        directions = {"prefactor": prefactor, **{name: np.eye(p)[j] for j, name in enumerate(names) if j > 0}}
         rows = {}
         for name, x in directions.items():
             mixture = self._posterior.linear(x, with_scatter=False)
             lo, hi = central_interval(mixture.quantile, q)
             rows[name] = {"estimate": mixture.mean, "sd": mixture.sd, "lo": lo, "hi": hi}
-        rows["prefactor"]["estimate"] = float(
-            self._posterior.linear(directions["prefactor"], with_scatter=False).quantile(0.5)
-        )
+        rows["prefactor"]["estimate"] = float(self._posterior.linear(prefactor, with_scatter=False).quantile(0.5))
         for column in ("estimate", "lo", "hi"):
             rows["prefactor"][column] = math.exp(rows["prefactor"][column])
+        if self._design.has_knee:
+            rows.update(self._knee_rows(q))
         table = pd.DataFrame.from_dict(rows, orient="index")
         table.index.name = "coefficient"
         return table
 
+    def _knee_rows(self, q: float) -> dict[str, dict[str, float]]:
+        knees = self._design.knees
+        weights = self._posterior.design_weights(len(knees))
+        rows = {}
+        for name, column, to_value in (
+            ("batch_knee", 0, lambda c: self.reference["batch_tokens"] * np.exp(c)),
+            ("knee_tokens_exponent", 1, lambda g: g),
+        ):
+            grid = np.unique(knees[:, column])
+            marginal = GridDistribution(grid, np.array([weights[knees[:, column] == v].sum() for v in grid]))
+            lo, hi = central_interval(marginal.quantile, q)
+            median = float(marginal.quantile(0.5))
+            rows[name] = {
+                "estimate": float(to_value(median)),
+                "sd": marginal.sd,
+                "lo": float(to_value(lo)),
+                "hi": float(to_value(hi)),
+            }
+        return rows
+
     def update(self, more_observations: pd.DataFrame) -> LRLaw:
         """The law refitted on all runs so far plus ``more_observations``: the same law that
-        `fit_law` gives on the concatenated table, reference scale included."""
+        `fit_law` gives on the concatenated table, reference scale and batch form rule included."""
         more = validate_observations(more_observations, require=tuple(c for c in self.features if c == "batch_tokens"))
         combined = pd.concat([self.observations, more], ignore_index=True)
-        return fit_law(combined, features=self.features, prior=self.prior)
+        return fit_law(combined, features=self.features, prior=self.prior, batch_form=self.batch_form_rule)
 
     def to_json(self) -> str:
         """Everything the law is, as JSON text; `from_json` gives back an equal law."""
@@ -309,44 +238,51 @@ class LRLaw:
             "format": _JSON_FORMAT,
             "features": list(self.features),
             "reference": self.reference,
+            "design": self._design.to_dict(),
+            "form_scores": self.form_scores,
+            "batch_form_rule": self.batch_form_rule,
             "prior": self.prior.to_dict(),
             "observations": {c: [_json_value(v) for v in obs[c]] for c in obs.columns},
             "optima": {c: [_json_value(v) for v in self.optima[c]] for c in self.optima.columns},
-            "posterior": {
-                "tau": self._posterior.tau.tolist(),
-                "weights": self._posterior.weights.tolist(),
-                "means": self._posterior.means.tolist(),
-                "covs": self._posterior.covs.tolist(),
-            },
+            "posterior": self._posterior.to_dict(),
         }
         return json.dumps(payload, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> LRLaw:
-        """Read a law written by `to_json`."""
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != _JSON_FORMAT:
+        """Read a law written by `to_json` (this version's format or the first one)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not an optuna-lrlaw law: the text is not JSON ({error})") from None
+        if not isinstance(data, dict) or data.get("format") not in _JSON_FORMATS_READ:
             raise ValueError(f"not an optuna-lrlaw law (expected format {_JSON_FORMAT!r})")
-        post = data["posterior"]
-        observations = pd.DataFrame(data["observations"]).astype({"diverged": bool})
-        for column in observations.columns.difference(["diverged"]):
-            observations[column] = observations[column].astype(float)
-        return cls(
-            features=tuple(data["features"]),
-            reference={k: float(v) for k, v in data["reference"].items()},
-            prior=LawPrior.from_dict(data["prior"]),
-            observations=observations,
-            optima=pd.DataFrame(data["optima"]),
-            posterior=_Posterior(*(np.array(post[k], dtype=float) for k in ("tau", "weights", "means", "covs"))),
-        )
+        try:
+            observations = pd.DataFrame(data["observations"]).astype({"diverged": bool})
+            for column in observations.columns.difference(["diverged"]):
+                observations[column] = observations[column].astype(float)
+            features = tuple(data["features"])
+            reference = {k: float(v) for k, v in data["reference"].items()}
+            return cls(
+                design=Design.from_dict(features, reference, data.get("design", {})),
+                prior=LawPrior.from_dict(data["prior"]),
+                observations=observations,
+                optima=pd.DataFrame(data["optima"]),
+                posterior=Posterior.from_dict(data["posterior"]),
+                form_scores=data.get("form_scores"),
+                batch_form_rule=data.get("batch_form_rule", "loglinear"),
+            )
+        except (KeyError, TypeError, IndexError, ValueError) as error:
+            raise ValueError(f"not a readable optuna-lrlaw law: {type(error).__name__}: {error}") from None
 
     def __repr__(self) -> str:
         used = int(self.optima["used"].sum())
-        exps = ", ".join(
-            f"{f}^{self._posterior.linear(np.eye(len(self.features) + 1)[j], with_scatter=False).mean:+.3f}"
-            for j, f in enumerate(self.features, start=1)
-        )
-        return f"LRLaw(eta* ~ {exps}; {used} of {len(self.optima)} sweeps, prior {self.prior.name!r})"
+        table = self.coefficients()
+        exps = ", ".join(f"{f}^{table.loc[f, 'estimate']:+.3f}" for f in self._design.power_features)
+        knee = ""
+        if self._design.has_knee:
+            knee = f", surge in B around {table.loc['batch_knee', 'estimate']:.3g} tokens at D_ref"
+        return f"LRLaw(eta* ~ {exps}{knee}; {used} of {len(self.optima)} sweeps, prior {self.prior.name!r})"
 
 
 def _json_value(value: object) -> object:
@@ -358,11 +294,69 @@ def _json_value(value: object) -> object:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def _fit_posterior(
+    used: pd.DataFrame, features: tuple[str, ...], batch_form: BatchForm, prior: LawPrior
+) -> tuple[Design, Posterior]:
+    """The design and coefficient posterior for the bracketed sweeps ``used``.
+
+    Under the surge form the knee is integrated twice: coarsely (knee and scatters) over
+    its prior range, then finely over the box holding the coarse posterior's weight.
+    """
+    design = Design.build(features, batch_form, used)
+    if not design.has_knee:
+        return design, _regress(used, design, prior)
+    coarse = _regress(used, design, prior, coarse=True)
+    box = design.knee_box(coarse.design_weights(len(design.knees)))
+    design = Design.build(features, batch_form, used, knee_box=box)
+    return design, _regress(used, design, prior)
+
+
+def _regress(used: pd.DataFrame, design: Design, prior: LawPrior, *, coarse: bool = False) -> Posterior:
+    prior_mean, prior_cov, design_log_prior = design.prior(prior)
+    return fit_regression(
+        design.rows({f: used[f].to_numpy(dtype=float) for f in design.features}),
+        used["log_lr_mean"].to_numpy(dtype=float),
+        used["log_lr_sd"].to_numpy(dtype=float) ** 2,
+        used["params"].to_numpy(),
+        prior_mean,
+        prior_cov,
+        design_log_prior,
+        coarse=coarse,
+    )
+
+
+def held_out_scores(
+    used: pd.DataFrame, features: tuple[str, ...], prior: LawPrior, forms: Sequence[BatchForm] = BATCH_FORMS
+) -> dict[str, float] | None:
+    """Mean log predictive density of each held-out sweep's optimum, per batch form.
+
+    Each model size in turn is left out and predicted from the others (its optimum's own
+    sd added to the prediction's); None with fewer than three model sizes, where no
+    held-out evidence can be had.
+    """
+    sizes = np.unique(used["params"])
+    if sizes.size < 3:
+        return None
+    scores: dict[str, float] = {}
+    for form in forms:
+        total = 0.0
+        for size in sizes:
+            train, test = used[used["params"] != size], used[used["params"] == size]
+            design, posterior = _fit_posterior(train, features, form, prior)
+            for _, sweep in test.iterrows():
+                scale = Scale(**{f: float(sweep[f]) for f in features if f != "params"}, params=float(sweep["params"]))
+                mixture = posterior.linear(design.rows_at(scale), with_scatter=True)
+                total += mixture.log_pdf(float(sweep["log_lr_mean"]), extra_var=float(sweep["log_lr_sd"]) ** 2)
+        scores[form] = total / len(used)
+    return scores
+
+
 def fit_law(
     observations: pd.DataFrame,
     *,
     features: tuple[str, ...] | list[str] = DEFAULT_FEATURES,
     prior: LawPrior | None = None,
+    batch_form: BatchForm | Literal["auto"] = "auto",
 ) -> LRLaw:
     """Fit the optimal-LR law ``log eta* ~ sum_k a_k log f_k`` to sweeps at several scales.
 
@@ -370,10 +364,15 @@ def fit_law(
         observations: runs in the `observations` schema; every distinct scale is a sweep.
         features: scale features the law uses, from ``params``, ``tokens``, ``batch_tokens``.
         prior: a `LawPrior`; the default `priors.WEAK` says almost nothing.
+        batch_form: how a law with ``batch_tokens`` treats B: ``"loglinear"`` (a power
+            law), ``"surge"`` (rise and fall around a knee that moves with D, which needs
+            ``tokens``), or ``"auto"``: the one that predicts held-out model sizes better
+            (`held_out_scores`; log-linear when fewer than three model sizes allow no
+            such check). Ignored without ``batch_tokens``.
 
     Raises:
-        ValueError: on a malformed table, unknown features, or when no sweep brackets
-            its optimum.
+        ValueError: on a malformed table, unknown features or batch form, or when no sweep
+            brackets its optimum.
 
     Example:
         >>> law = fit_law(runs, features=("params", "tokens"))        # doctest: +SKIP
@@ -381,6 +380,11 @@ def fit_law(
     features = tuple(features)
     if not features or len(set(features)) != len(features) or not set(features) <= set(SCALE_FEATURES):
         raise ValueError(f"features must be distinct names from {SCALE_FEATURES}, got {features}")
+    if batch_form not in (*BATCH_FORMS, "auto"):
+        raise ValueError(f"batch_form must be one of {(*BATCH_FORMS, 'auto')}, got {batch_form!r}")
+    uses_batch = "batch_tokens" in features
+    if batch_form == "surge" and uses_batch and "tokens" not in features:
+        raise ValueError("the surge batch form moves its knee with D: add 'tokens' to the features")
     prior = WEAK if prior is None else prior
     if not isinstance(prior, LawPrior):
         raise ValueError(f"prior must be a LawPrior, got {type(prior).__name__}")
@@ -392,18 +396,11 @@ def fit_law(
         notes = "; ".join(sorted(set(optima["note"])))
         raise ValueError(f"none of the {len(optima)} sweeps brackets its optimum ({notes}); widen the sweeps")
 
-    logs = np.log(used[list(features)].to_numpy(dtype=float))
-    reference = {f: float(np.exp(logs[:, j].mean())) for j, f in enumerate(features)}
-    design = np.column_stack([np.ones(len(used)), logs - logs.mean(axis=0)])
-    prior_mean, prior_cov = prior.gaussian(features, reference)
-    posterior = _regression(
-        design,
-        used["log_lr_mean"].to_numpy(dtype=float),
-        used["log_lr_sd"].to_numpy(dtype=float) ** 2,
-        np.equal.outer(used["params"].to_numpy(), used["params"].to_numpy()).astype(float),
-        prior_mean,
-        prior_cov,
-    )
-    return LRLaw(
-        features=features, reference=reference, prior=prior, observations=clean, optima=optima, posterior=posterior
-    )
+    scores = None
+    chosen: BatchForm = "loglinear" if batch_form == "auto" else batch_form
+    if batch_form == "auto" and uses_batch and "tokens" in features:
+        scores = held_out_scores(used, features, prior)
+        if scores is not None and scores["surge"] > scores["loglinear"]:
+            chosen = "surge"
+    design, posterior = _fit_posterior(used, features, chosen if uses_batch else "loglinear", prior)
+    return LRLaw(design=design, prior=prior, observations=clean, optima=optima, posterior=posterior, form_scores=scores)

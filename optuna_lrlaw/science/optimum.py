@@ -254,6 +254,25 @@ def _near_minimum(x: FloatArray, loss: FloatArray, window: float) -> np.ndarray:
     return np.flatnonzero(chosen)
 
 
+def _beyond_the_runs_no_less_likely(
+    grid: FloatArray, log_lik: FloatArray, ends: FloatArray, log_lik_at_ends: FloatArray
+) -> FloatArray:
+    """The curve's log likelihood, raised beyond the runs to at least its value at their end.
+
+    Where no run was made, only the curve family says how fast the loss would change, and
+    a family of fixed shapes fitted to runs spanning a narrow range extrapolates with
+    confidence it has not earned: a few runs within a factor 1.3 cannot tell an optimum
+    just below them from one four times lower. So an optimum beyond the runs is never
+    less likely than one at their end; what decides between such places is the prior
+    (or, without one, the grid's padding), as it would be with no runs there at all.
+    """
+    below, above = grid < ends[0], grid > ends[1]
+    out = log_lik.copy()
+    out[below] = np.maximum(out[below], log_lik_at_ends[0])
+    out[above] = np.maximum(out[above], log_lik_at_ends[1])
+    return out
+
+
 def _replicates_pooled(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, float]:
     """Runs at the same LR pooled into their mean: distinct x, mean y, counts, within-SS."""
     distinct, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
@@ -357,13 +376,17 @@ def estimate_optimum(
         log_post = np.zeros(grid.size)
         fit = log_joint = None
         if distinct >= 3:
-            shapes = curve_shapes(x_fit - grid[:, None]).reshape(-1, x_fit.size)
+            # The curve is also evaluated at the two ends of the runs (the last two points).
+            at = np.concatenate([grid, [x_ok.min(), x_ok.max()]])
+            shapes = curve_shapes(x_fit - at[:, None]).reshape(-1, x_fit.size)
             fit = fit_shape_on_grid(y, shapes, counts=counts, within_ss=within_ss, noise_scale=_RELATIVE_NOISE)
-            log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_N_SHAPES, grid.size)
+            log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_N_SHAPES, at.size)
             # logsumexp over shapes, by hand: scipy's costs more than the rest of the pass.
             peak = np.max(log_joint, axis=0)
             safe_peak = np.where(np.isfinite(peak), peak, 0.0)
-            log_post += safe_peak + np.log(np.exp(log_joint - safe_peak).sum(axis=0))
+            curve = safe_peak + np.log(np.exp(log_joint - safe_peak).sum(axis=0))
+            log_post += _beyond_the_runs_no_less_likely(grid, curve[:-2], at[-2:], curve[-2:])
+            log_joint = log_joint[:, :-2]
         if x_div.size:
             log_post += special.log_ndtr((x_div[:, None] - grid) / _CENSOR_SOFTNESS).sum(axis=0)
         if prior_moments is not None:
@@ -385,7 +408,7 @@ def estimate_optimum(
         median = float(posterior.quantile(0.5))
         if fit is not None:
             at_x = int(np.argmin(np.abs(grid - median)))
-            at = int(np.argmax(log_joint[:, at_x])) * grid_size + at_x
+            at = int(np.argmax(log_joint[:, at_x])) * (grid_size + 2) + at_x  # rows hold the two ends too
             curvature = float(fit.slope[at] * scale)
             min_loss = float(best + fit.intercept[at] * scale)
 

@@ -1,0 +1,132 @@
+"""Does the recommended LR (lowest expected loss) beat the posterior median of eta*?
+
+    python benchmarks/recommend_regret.py [--problems 200] [--seeds 0 1] [--out results.json]
+
+Two test beds, each scoring one run at the law's median and one at `recommend()`:
+
+- synthetic problems (tests/synthetic.py): laws with scattered optima, asymmetric curves
+  with a cubic kick above the optimum and a divergence cliff 3x to 10x above it, predicted
+  at a held-out scale 25x larger in N; regret is that scale's true relative loss excess
+  (noise-free), a run past the cliff counts as diverged;
+- Step Law's table: every (cell, batch size) sweep with >= 4 LRs of each held-out model
+  size (each size predicted from the others; the largest from the smaller ones only);
+  regret is the loss of the grid LR nearest the chosen LR over the sweep's best, minus 1.
+
+Differences are paired (same problem, same law) and called only beyond twice their
+standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steplaw_holdout import BATCH_FEATURES, DEFAULT_CSV, MIN_SWEEP_LRS, TARGET_PARAMS, _regret  # noqa: E402
+from synthetic import draw_problem  # noqa: E402
+
+from optuna_lrlaw import Scale, fit_law  # noqa: E402
+from optuna_lrlaw.science.loss_shape import DIVERGED_EXCESS  # noqa: E402
+from optuna_lrlaw.science.steplaw import read_steplaw  # noqa: E402
+
+
+def synthetic_rows(problems: int, seed: int, *, batch: bool = False) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    features = BATCH_FEATURES if batch else ("params", "tokens")
+    rows = []
+    for index in range(problems):
+        problem = draw_problem(rng, batch=batch)
+        prediction = fit_law(problem.observations, features=features).predict(Scale(**problem.holdout))
+        recommendation = prediction.recommend()
+        row = {"bed": f"synthetic{' + batch' if batch else ''}", "seed": seed, "problem": index}
+        for name, lr in (("median", prediction.lr), ("recommended", recommendation.lr)):
+            u = math.log(lr / problem.holdout_lr)
+            diverged = u > problem.holdout_curve.cliff
+            row[f"{name}_diverged"] = bool(diverged)
+            row[f"{name}_regret"] = DIVERGED_EXCESS if diverged else float(problem.holdout_curve.excess(u))
+        rows.append(row)
+    return rows
+
+
+def steplaw_rows(csv: Path) -> list[dict]:
+    runs = read_steplaw(csv)
+    rows = []
+    for held_out in sorted(runs["params"].unique()):
+        train = runs[(runs["params"] != held_out) & ((runs["params"] < TARGET_PARAMS) | (held_out < TARGET_PARAMS))]
+        law = fit_law(train, features=BATCH_FEATURES)
+        for (tokens, batch_tokens), sweep in runs[runs["params"] == held_out].groupby(["tokens", "batch_tokens"]):
+            if sweep["lr"].nunique() < MIN_SWEEP_LRS:
+                continue
+            prediction = law.predict(Scale(held_out, tokens, batch_tokens))
+            best = sweep["loss"].min()
+            row = {"bed": "steplaw, leave one model size out", "params": held_out, "tokens": tokens}
+            for name, lr in (("median", prediction.lr), ("recommended", prediction.recommend().lr)):
+                nearest, regret = _regret(sweep, best, lr)
+                diverged = bool(sweep.loc[sweep["lr"] == nearest, "diverged"].all())
+                row[f"{name}_diverged"] = diverged
+                row[f"{name}_regret"] = regret
+            rows.append(row)
+    return rows
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for bed, group in rows.groupby("bed", sort=False):
+        difference = group["recommended_regret"] - group["median_regret"]
+        se = float(difference.std(ddof=1) / math.sqrt(len(group)))
+        out.append(
+            {
+                "bed": bed,
+                "problems": len(group),
+                "median: mean regret": group["median_regret"].mean(),
+                "median: diverged": group["median_diverged"].mean(),
+                "recommended: mean regret": group["recommended_regret"].mean(),
+                "recommended: diverged": group["recommended_diverged"].mean(),
+                "difference": float(difference.mean()),
+                "difference se": se,
+                "called": "recommended better"
+                if difference.mean() < -2 * se
+                else ("median better" if difference.mean() > 2 * se else "no difference beyond 2 se"),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=200)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--batch-problems", type=int, default=0, help="synthetic problems with a batch axis, per seed")
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    start = time.time()
+    rows = [r for seed in args.seeds for r in synthetic_rows(args.problems, seed)]
+    rows += [r for seed in args.seeds for r in synthetic_rows(args.batch_problems, seed, batch=True)]
+    if args.csv.exists():
+        rows += steplaw_rows(args.csv)
+    table = summarize(pd.DataFrame(rows))
+    print(table.to_string(index=False, float_format="{:.4g}".format))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "command": "python " + " ".join(sys.argv),
+            "machine": platform.platform(),
+            "python": platform.python_version(),
+            "seconds": round(time.time() - start, 1),
+            "summary": table.to_dict(orient="records"),
+        }
+        args.out.write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    main()

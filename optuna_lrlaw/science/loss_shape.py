@@ -1,0 +1,198 @@
+"""How much a wrong learning rate costs: the loss curve's shape around eta*, pooled over sweeps.
+
+Measured loss-versus-log-LR curves are skewed: gentle below the optimum, steep above it,
+and past some distance above it runs diverge. With ``u = log lr - log eta*`` the relative
+loss excess is modelled as the LINEX curve (Varian 1975; Zellner 1986)
+
+    excess(u) = curvature * 2 (exp(s u) - 1 - s u) / s^2,
+
+with curvature 1/2 * d^2 excess / du^2 at the optimum and skew ``s`` (s = 0 is the
+parabola), plus a cliff: runs with ``u`` above ``cliff`` diverge. One sweep alone pins the
+shape down poorly, so the skew and the cliff are pooled over every sweep of a law, and the
+curvature gets its own power law in the scale: paper B (arXiv 2410.05838) finds the loss
+less sensitive to the LR as the horizon grows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from optuna_lrlaw.science._bayes import FloatArray
+from optuna_lrlaw.science._design import Design
+from optuna_lrlaw.science._regression import Posterior, fit_regression
+from optuna_lrlaw.science.priors import LawPrior
+from optuna_lrlaw.science.scale import Scale
+
+#: Skews considered when pooling (the one with the least squared error is taken).
+_SKEW_GRID = np.linspace(-1.0, 4.0, 21)
+#: Runs farther from their sweep's optimum than this (in log LR) do not shape the curve:
+#: the decision is made within about two posterior sds of the optimum.
+_SHAPE_REACH = 1.5
+#: When no sweep can say: the skew of typical measured curves, a curvature of 1% per
+#: (log LR)^2, no cliff known.
+_DEFAULT_SKEW = 1.0
+_DEFAULT_CURVATURE = 0.01
+#: The relative loss excess charged for a run that diverges: the run is lost.
+DIVERGED_EXCESS = 1.0
+#: Prior on the log curvature at the reference scale and on its exponents (weak).
+_CURVATURE_PRIOR_SD = 2.0
+_CURVATURE_EXPONENT_SD = 0.5
+#: The floor on a sweep's log-curvature sd: sweeps' curvatures are noisier than their fits say.
+_MIN_LOG_CURVATURE_SD = 0.1
+
+
+def linex(u: FloatArray | float, skew: float) -> FloatArray:
+    """``2 (exp(s u) - 1 - s u) / s^2``: 0 with curvature 2 at u = 0, the parabola ``u^2`` at s = 0."""
+    u = np.asarray(u, dtype=float)
+    if abs(skew) < 1e-9:
+        return u**2
+    su = np.minimum(skew * u, 700.0)
+    return 2.0 * (np.expm1(su) - su) / skew**2
+
+
+@dataclass(frozen=True)
+class LossShape:
+    """The relative loss excess of training at ``log lr = log eta* + u``, at one scale.
+
+    Attributes:
+        curvature: excess per (log LR)^2 near the optimum (0.01: 1% per e-fold squared).
+        skew: the LINEX skew s (positive: steeper above the optimum).
+        cliff: runs more than this far above eta* (log LR) diverge; inf when none did.
+    """
+
+    curvature: float
+    skew: float
+    cliff: float
+
+    def excess(self, u: FloatArray | float) -> FloatArray:
+        """Relative loss excess at ``u``; `DIVERGED_EXCESS` past the cliff."""
+        u = np.asarray(u, dtype=float)
+        return np.where(u > self.cliff, DIVERGED_EXCESS, self.curvature * linex(u, self.skew))
+
+    def expected_excess(self, mean: FloatArray, sd: FloatArray) -> FloatArray:
+        """``E[excess(u)]`` for ``u ~ N(mean, sd^2)``, exactly (broadcasting over arrays).
+
+        Below the cliff the LINEX term is an exponential and a line, whose expectations over
+        a normal truncated at the cliff are closed-form; past it, the diverged excess.
+        """
+        mean, sd = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(sd, dtype=float))
+        z = (self.cliff - mean) / sd
+        below = special.ndtr(z)  # P(u <= cliff)
+        density = np.where(np.isfinite(z), stats.norm.pdf(z), 0.0)
+        linear = mean * below - sd * density  # E[u; u <= cliff]
+        if abs(self.skew) < 1e-9:
+            edge = np.where(np.isfinite(z), self.cliff + mean, 0.0)
+            curve = (mean**2 + sd**2) * below - sd * edge * density  # E[u^2; u <= cliff]
+        else:
+            s = self.skew
+            growth = np.exp(np.minimum(s * mean + 0.5 * s**2 * sd**2, 700.0))
+            exponential = growth * special.ndtr(z - s * sd)  # E[e^{s u}; u <= cliff]
+            curve = 2.0 * (exponential - below - s * linear) / s**2
+        return self.curvature * curve + DIVERGED_EXCESS * (1.0 - below)
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+#: The shape assumed where no sweep can say.
+DEFAULT_SHAPE = LossShape(_DEFAULT_CURVATURE, _DEFAULT_SKEW, math.inf)
+
+
+@dataclass(frozen=True)
+class ShapeLaw:
+    """The loss shape across scales: one pooled skew and cliff, a power law for the curvature."""
+
+    skew: float
+    cliff: float
+    design: Design | None
+    posterior: Posterior | None
+    sweeps: int
+
+    def at(self, scale: Scale) -> LossShape:
+        """The loss shape at ``scale`` (the curvature is the law's median there)."""
+        if self.posterior is None or self.design is None:
+            return LossShape(_DEFAULT_CURVATURE, self.skew, self.cliff)
+        mixture = self.posterior.linear(self.design.rows_at(scale), with_scatter=False)
+        return LossShape(float(math.exp(mixture.quantile(0.5))), self.skew, self.cliff)
+
+
+def _sweep_runs(observations: pd.DataFrame, sweep: pd.Series, keys: list[str]) -> pd.DataFrame:
+    mask = np.ones(len(observations), dtype=bool)
+    for key in keys:
+        mask &= observations[key].to_numpy() == sweep[key]
+    return observations[mask]
+
+
+def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tuple[str, ...]) -> ShapeLaw:
+    """Pool the loss shape over the bracketed sweeps in ``optima`` (rows of `estimate_optima`).
+
+    The skew minimises the squared error of every sweep's runs near its optimum, each sweep
+    with its own least-squares curvature; the cliff is the nearest distance above an optimum
+    at which any sweep had a run diverge; the sweeps' log curvatures are then regressed on
+    the scale features like the optimum itself (with the same scatter model).
+    """
+    if "min_loss" not in optima.columns:  # a law stored by version 1
+        return ShapeLaw(_DEFAULT_SKEW, math.inf, None, None, 0)
+    keys = [k for k in ("params", "tokens", "batch_tokens") if k in optima.columns]
+    used = optima[optima["used"].astype(bool) & optima["min_loss"].notna()]
+    shaped, excess_by_sweep, u_by_sweep, cliffs = [], [], [], []
+    for _, sweep in used.iterrows():
+        runs = _sweep_runs(observations, sweep, keys)
+        u = np.log(runs["lr"].to_numpy(dtype=float)) - sweep["log_lr_mean"]
+        diverged = runs["diverged"].to_numpy(dtype=bool)
+        if diverged.any():
+            cliffs.append(float(u[diverged].min()))
+        near = ~diverged & (np.abs(u) <= _SHAPE_REACH)
+        if near.sum() >= 3:
+            shaped.append(sweep)
+            u_by_sweep.append(u[near])
+            excess_by_sweep.append(runs["loss"].to_numpy(dtype=float)[near] / abs(sweep["min_loss"]) - 1.0)
+    cliff = max(min(cliffs), 0.0) if cliffs else math.inf
+    if not u_by_sweep:
+        return ShapeLaw(_DEFAULT_SKEW, cliff, None, None, 0)
+
+    errors = np.zeros(len(_SKEW_GRID))
+    for u, excess in zip(u_by_sweep, excess_by_sweep, strict=True):
+        for k, skew in enumerate(_SKEW_GRID):
+            shape = linex(u, skew)
+            curvature = max(float(shape @ excess / (shape @ shape)), 0.0)
+            errors[k] += float(((excess - curvature * shape) ** 2).sum())
+    skew = float(_SKEW_GRID[np.argmin(errors)])
+
+    log_curvature, log_curvature_var, rows = [], [], []
+    for sweep, u, excess in zip(shaped, u_by_sweep, excess_by_sweep, strict=True):
+        shape = linex(u, skew)
+        curvature = float(shape @ excess / (shape @ shape))
+        if curvature <= 0:
+            continue
+        residual_var = float(((excess - curvature * shape) ** 2).sum()) / max(len(u) - 1, 1)
+        relative_sd = math.sqrt(residual_var / float(shape @ shape)) / curvature
+        log_curvature.append(math.log(curvature))
+        log_curvature_var.append(max(relative_sd, _MIN_LOG_CURVATURE_SD) ** 2)
+        rows.append(sweep)
+    if not rows:
+        return ShapeLaw(skew, cliff, None, None, 0)
+    sweeps = pd.DataFrame(rows)
+    power_features = tuple(f for f in features if f != "batch_tokens" or sweeps[f].nunique() > 1)
+    design = Design.build(power_features, "loglinear", sweeps)
+    prior = LawPrior(
+        name="curvature",
+        log_lr=(float(np.mean(log_curvature)), _CURVATURE_PRIOR_SD),
+        exponents={f: (0.0, _CURVATURE_EXPONENT_SD) for f in power_features},
+        reference=design.reference,
+    )
+    prior_mean, prior_cov, _ = design.prior(prior)
+    posterior = fit_regression(
+        design.rows({f: sweeps[f].to_numpy(dtype=float) for f in power_features}),
+        np.array(log_curvature),
+        np.array(log_curvature_var),
+        sweeps["params"].to_numpy(),
+        prior_mean,
+        prior_cov,
+    )
+    return ShapeLaw(skew, cliff, design, posterior, len(rows))

@@ -1,0 +1,143 @@
+"""The law's answer at one scale: a belief about eta*, and the one LR worth betting on.
+
+The posterior median of eta* is not the LR with the lowest expected loss: the loss rises
+faster above the optimum than below it, and far above it runs diverge. Under a normal
+belief ``N(mu, sigma^2)`` on log eta* and the LINEX excess with skew s, the expected excess
+of training at ``log lr = a`` is minimised at ``a* = mu - s sigma^2 / 2`` (Varian 1975;
+Zellner 1986); `LRPrediction.recommend` minimises it for the law's actual belief (a normal
+mixture, each component integrated exactly) and loss shape (`loss_shape`), cliff included,
+by direct search over candidate LRs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special
+
+from optuna_lrlaw.science._bayes import FloatArray, GaussianMixture, lr_interval
+from optuna_lrlaw.science.loss_shape import DEFAULT_SHAPE, LossShape
+from optuna_lrlaw.science.scale import Scale
+
+#: Candidate LRs searched, evenly in log LR between the belief's 0.05% and 99.95% quantiles.
+_CANDIDATES = 801
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The LR with the lowest expected loss under the law's belief, and what it risks.
+
+    Attributes:
+        lr: the recommended learning rate.
+        expected_regret: expected relative loss excess at ``lr`` (0.002: 0.2% above the
+            best loss), a diverged run counting as `loss_shape.DIVERGED_EXCESS`.
+        divergence_probability: the belief's probability that a run at ``lr`` diverges.
+        median_lr, median_expected_regret: the posterior median and its expected excess,
+            for comparison.
+    """
+
+    lr: float
+    expected_regret: float
+    divergence_probability: float
+    median_lr: float
+    median_expected_regret: float
+
+
+@dataclass(frozen=True)
+class LRPrediction:
+    """The law's belief about the optimal learning rate at one scale.
+
+    Attributes:
+        scale: where the prediction is made.
+        log_lr_mean, log_lr_sd: mean and sd of log eta* (natural log).
+        lr: the median of eta*: the LR to use if only one run is possible.
+    """
+
+    scale: Scale
+    log_lr_mean: float
+    log_lr_sd: float
+    lr: float
+    _mixture: GaussianMixture = field(repr=False, compare=False)
+    shape: LossShape = DEFAULT_SHAPE
+
+    @classmethod
+    def from_mixture(cls, scale: Scale, mixture: GaussianMixture, shape: LossShape = DEFAULT_SHAPE) -> LRPrediction:
+        """The prediction whose log eta* follows ``mixture``, with the loss ``shape`` around it."""
+        return cls(
+            scale=scale,
+            log_lr_mean=mixture.mean,
+            log_lr_sd=mixture.sd,
+            lr=math.exp(float(mixture.quantile(0.5))),
+            _mixture=mixture,
+            shape=shape,
+        )
+
+    def expected_regret(self, lr: float | FloatArray) -> FloatArray:
+        """Expected relative loss excess of training at ``lr``, under this belief and `shape`."""
+        return self._risk(np.log(np.asarray(lr, dtype=float)))
+
+    def recommend(self) -> Recommendation:
+        """The LR that minimises the expected loss: below the median when the loss is steeper
+        above the optimum, and farther below where a cliff lies within the belief's reach.
+
+        Example:
+            >>> law.predict(Scale(params=1.07e9, tokens=2e10)).recommend().lr  # doctest: +SKIP
+        """
+        lo, hi = (float(v) for v in self._mixture.quantile(np.array([5e-4, 1 - 5e-4])))
+        candidates = np.linspace(lo, hi, _CANDIDATES)
+        risk = self._risk(candidates)
+        best = int(np.argmin(risk))
+        mixture = self._mixture
+        beyond_cliff = special.ndtr((candidates[best] - self.shape.cliff - mixture.means) / mixture.sds)
+        return Recommendation(
+            lr=math.exp(candidates[best]),
+            expected_regret=float(risk[best]),
+            divergence_probability=float(beyond_cliff @ mixture.weights),
+            median_lr=self.lr,
+            median_expected_regret=float(self.expected_regret(self.lr)),
+        )
+
+    def _risk(self, log_lr: FloatArray) -> FloatArray:
+        # u = log lr - log eta* is normal within each component of the belief.
+        mixture = self._mixture
+        return self.shape.expected_excess(log_lr[..., None] - mixture.means, mixture.sds) @ mixture.weights
+
+    def interval(self, q: float = 0.9) -> tuple[float, float]:
+        """Equal-tailed predictive interval of eta* holding probability ``q``, in LR units."""
+        return lr_interval(self._mixture.quantile, q)
+
+    def cdf(self, lr: float) -> float:
+        """The probability that eta* lies at or below ``lr``."""
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be finite and positive, got {lr!r}")
+        return float(self._mixture.cdf(math.log(lr)))
+
+    def interval_on_grid(self, grid: Sequence[float] | FloatArray, q: float = 0.9) -> tuple[float, float]:
+        """The ``q`` interval of the LR a sweep over ``grid`` would measure as its optimum.
+
+        A grid sweep cannot tell eta* apart from its nearest grid LR (nearest in log), so
+        its "measured best LR" is that grid LR. Rounding to the nearest grid LR is monotone,
+        so whenever eta* lies in `interval`, the measured best lies between the interval's
+        ends each moved to its nearest grid LR: these hold it with probability at least
+        ``q`` if noise never makes a farther grid LR look best. Compare grid measurements
+        with this, not with `interval`, whose ends fall between grid points; the grid LRs
+        from one end to the other are also the ones a grid search should run.
+        """
+        points = np.sort(np.asarray(grid, dtype=float).ravel())
+        if points.size == 0 or not np.all(np.isfinite(points) & (points > 0)):
+            raise ValueError("grid must hold at least one finite, positive learning rate")
+        lo, hi = (float(points[np.argmin(np.abs(np.log(points / end)))]) for end in self.interval(q))
+        return lo, hi
+
+    def search_factor(self, q: float = 0.9) -> float:
+        """The factor f such that ``[lr / f, lr * f]`` spans the ``q`` interval: how wide
+        (multiplicatively) an LR search at this scale must reach."""
+        lo, hi = self.interval(q)
+        return math.sqrt(hi / lo)
+
+    def __str__(self) -> str:
+        lo, hi = self.interval(0.9)
+        return f"lr* = {self.lr:.3g} (90% interval {lo:.3g} to {hi:.3g}, search factor x{self.search_factor():.2f})"

@@ -1,0 +1,115 @@
+"""The one LR worth betting on: `LRPrediction.recommend` and the pooled loss shape behind it."""
+
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from synthetic import draw_problem, sweep
+from test_law import law_runs
+
+from optuna_lrlaw import LRLawSampler, Scale, fit_law
+from optuna_lrlaw.science._bayes import GaussianMixture
+from optuna_lrlaw.science.loss_shape import LossShape, linex
+from optuna_lrlaw.science.prediction import LRPrediction
+
+
+def belief(mean, sd, shape):
+    mixture = GaussianMixture(np.array([1.0]), np.array([mean]), np.array([sd]))
+    return LRPrediction.from_mixture(Scale(1e8, 1e10), mixture, shape=shape)
+
+
+@pytest.mark.parametrize("skew", [0.0, 1.0, 2.5])
+@pytest.mark.parametrize("sd", [0.2, 0.6])
+def test_without_a_cliff_the_recommendation_is_the_linex_minimiser(skew, sd):
+    """a* = mu - s sigma^2 / 2 for a normal belief and the LINEX loss (Zellner 1986)."""
+    mean = math.log(3e-3)
+    recommendation = belief(mean, sd, LossShape(0.01, skew, math.inf)).recommend()
+    assert math.log(recommendation.lr) == pytest.approx(mean - skew * sd**2 / 2, abs=0.01)
+    assert recommendation.median_lr == pytest.approx(3e-3, rel=1e-6)
+    assert recommendation.expected_regret <= recommendation.median_expected_regret
+    # The expected excess under the LINEX loss has a closed form too.
+    u = math.log(recommendation.lr) - mean
+    if skew == 0:
+        exact = 0.01 * (u**2 + sd**2)
+    else:
+        exact = 0.01 * 2 * (math.exp(skew * u + skew**2 * sd**2 / 2) - 1 - skew * u) / skew**2
+    assert recommendation.expected_regret == pytest.approx(exact, rel=1e-9)
+
+
+def test_a_cliff_within_reach_pushes_the_recommendation_down():
+    mean, sd = math.log(3e-3), 0.6
+    free = belief(mean, sd, LossShape(0.01, 1.0, math.inf)).recommend()
+    cliff = belief(mean, sd, LossShape(0.01, 1.0, 0.8)).recommend()
+    assert cliff.lr < free.lr
+    assert cliff.divergence_probability <= 0.02
+    # The median would diverge whenever eta* lies 0.8 or more below it: 9% of the belief.
+    assert belief(mean, sd, LossShape(0.01, 1.0, 0.8)).expected_regret(3e-3) > cliff.expected_regret
+
+
+def test_loss_shape_is_pooled_from_the_sweeps():
+    runs = law_runs()
+    shapes = fit_law(runs).loss_shapes
+    # tests/synthetic.py's curves are steeper above the optimum: a positive skew.
+    assert shapes.skew > 0
+    # The cliff is the nearest distance above a sweep's optimum at which a run diverged.
+    assert 0 < shapes.cliff < math.log(10)
+    assert shapes.sweeps == 6
+    shape = shapes.at(Scale(1e8, 1e10))
+    assert 0.001 < shape.curvature < 0.2
+    assert linex(0.0, shape.skew) == 0
+
+
+def test_curvature_follows_the_scale():
+    """Paper B: the loss grows less sensitive to the LR with a longer horizon. Sweeps whose
+    curvature falls as D^-0.5 give a shape law whose curvature falls with D."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for n in (1e7, 2.5e7, 6.25e7):
+        for d in (1e9, 4e9, 1.6e10):
+            lrs = 3e-3 * np.geomspace(0.1, 10, 13)
+            u = np.log(lrs / 3e-3)
+            curvature = 0.02 * (d / 1e9) ** -0.5
+            loss = 2.5 * (1 + curvature * linex(u, 1.0) + rng.normal(0, 2e-4, u.size))
+            frames.append(pd.DataFrame({"lr": lrs, "loss": loss, "params": n, "tokens": d}))
+    shapes = fit_law(pd.concat(frames, ignore_index=True)).loss_shapes
+    short, long = (shapes.at(Scale(2.5e7, d)).curvature for d in (1e9, 1.6e10))
+    assert short / long == pytest.approx(4.0, rel=0.25)
+    assert shapes.skew == pytest.approx(1.0, abs=0.3)
+
+
+def test_recommended_lr_loses_no_more_than_the_median_on_200_synthetic_problems():
+    """Asymmetric curves with a cliff (tests/synthetic.py), predicted at a held-out scale 25x
+    larger in N: the mean regret of the recommended LR is at most the median's, and it
+    diverges in at most 2% of problems (benchmarks/recommend_regret.py, docs/validation.md)."""
+    rng = np.random.default_rng(0)
+    regrets, diverged = {"median": [], "recommend": []}, []
+    for _ in range(200):
+        problem = draw_problem(rng)
+        prediction = fit_law(problem.observations).predict(Scale(**problem.holdout))
+        for name, lr in (("median", prediction.lr), ("recommend", prediction.recommend().lr)):
+            u = math.log(lr / problem.holdout_lr)
+            past_cliff = u > problem.holdout_curve.cliff
+            regrets[name].append(1.0 if past_cliff else float(problem.holdout_curve.excess(u)))
+            if name == "recommend":
+                diverged.append(past_cliff)
+    assert np.mean(regrets["recommend"]) <= np.mean(regrets["median"])
+    assert np.mean(diverged) <= 0.02
+
+
+@pytest.mark.parametrize("first_trial", ["recommend", "median"])
+def test_sampler_starts_at_the_chosen_lr(first_trial):
+    rng = np.random.default_rng(0)
+    runs = pd.concat(
+        [sweep(rng, 3e-3 * (n / 1e7) ** -0.5, 2.5).assign(params=n, tokens=1e9) for n in (1e7, 2.5e7, 6.25e7)]
+    )
+    law = fit_law(runs, features=("params",))
+    scale = Scale(1e9, 1e9)
+    prediction = law.predict(scale)
+    expected = prediction.recommend().lr if first_trial == "recommend" else prediction.lr
+    study = optuna.create_study(sampler=LRLawSampler(law, scale=scale, first_trial=first_trial))
+    trial = study.ask()
+    assert trial.suggest_float("lr", 1e-6, 1.0, log=True) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="first_trial"):
+        LRLawSampler(law, first_trial="mean")
