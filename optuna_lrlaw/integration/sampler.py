@@ -10,9 +10,11 @@ censor it from above (see `trial_outcome`). Acquisition:
    lowest expected loss, a little below the median where the loss is steeper above the
    optimum), or with ``first_trial="median"`` the prior median.
 2. The next trials spread out (`science.acquisition.spread_design`): the belief's centre
-   and one point on each side of it, at least a factor 2 away (1.5 posterior sds while
-   the belief is wide), each taken once, so the sweep measures the curve on both sides
-   of the optimum instead of clustering where a confident prior points.
+   and one point on each side of it, each taken once, far enough apart that the loss
+   differences clear the noise at the curvature the law expects at this scale (a factor
+   2 without a law; 1.5 posterior sds while the belief is wide), so the sweep measures
+   the curve on both sides of the optimum instead of clustering where a confident prior
+   points.
 3. Once those are covered, trials take a Thompson draw: a sample of log eta* from the
    current posterior, restricted to the user's bounds, so the search concentrates as the
    posterior does. ``acquisition="thompson"`` draws from the second trial on.
@@ -76,6 +78,8 @@ class Belief:
         prior_lr: where the search starts: the law's recommended LR (or its median, with
             ``first_trial="median"``; the centre of the range without a law).
         from_law: True when the prior came from a law, False when it is the wide default.
+        curvature: the law's relative loss curvature at this scale (`LossShape.curvature`),
+            which sets how far apart the spread trials go; None without a law.
         n_finished: finished trials behind it.
         best_lr, best_loss: the best completed trial so far (None before one).
     """
@@ -84,6 +88,7 @@ class Belief:
     prior: tuple[float, float]
     prior_lr: float
     from_law: bool
+    curvature: float | None
     n_finished: int
     best_lr: float | None
     best_loss: float | None
@@ -239,7 +244,7 @@ class LRLawSampler(BaseSampler):
             cached = self._beliefs.get(key)
         if cached is not None:
             return cached
-        prior, prior_lr = self._prior(study, law, bounds)
+        prior, prior_lr, curvature = self._prior(study, law, bounds)
         outcomes = [o for o in self._outcomes(finished) if o is not None]
         lrs, losses, flagged = np.array(outcomes, dtype=float).reshape(-1, 3).T
         diverged = flagged > 0
@@ -252,6 +257,7 @@ class LRLawSampler(BaseSampler):
             prior=prior,
             prior_lr=prior_lr,
             from_law=law is not None,
+            curvature=curvature,
             n_finished=len(finished),
             best_lr=None if best is None else float(lrs[best]),
             best_loss=None if best is None else float(losses[best]),
@@ -272,7 +278,8 @@ class LRLawSampler(BaseSampler):
 
     def _prior(
         self, study: optuna.Study, law: LRLaw | None, bounds: tuple[float, float] | None
-    ) -> tuple[tuple[float, float], float]:
+    ) -> tuple[tuple[float, float], float, float | None]:
+        """The prior (mean, sd) of log eta*, the first trial's LR, and the law's curvature."""
         if law is not None:
             scale = self._scale or study_scale(study)
             if scale is None:
@@ -282,11 +289,11 @@ class LRLawSampler(BaseSampler):
                 )
             prediction = law.predict(scale)
             start = prediction.recommend().lr if self._first_trial == "recommend" else prediction.lr
-            return (prediction.log_lr_mean, prediction.log_lr_sd), start
+            return (prediction.log_lr_mean, prediction.log_lr_sd), start, prediction.shape.curvature
         if bounds is None:
             raise ValueError("with no law and no trial yet, the LR bounds are needed for the default prior")
         lo, hi = bounds
-        return (0.5 * (lo + hi), max(_NO_LAW_SD_FRACTION * (hi - lo), 1e-3)), math.exp(0.5 * (lo + hi))
+        return (0.5 * (lo + hi), max(_NO_LAW_SD_FRACTION * (hi - lo), 1e-3)), math.exp(0.5 * (lo + hi)), None
 
     def _bounds_from_trials(self, trials: list[FrozenTrial]) -> tuple[float, float] | None:
         for trial in reversed(trials):
@@ -304,7 +311,9 @@ class LRLawSampler(BaseSampler):
         taken = [t.params[self.lr_param] for t in others if self.lr_param in t.params]
         if self._acquisition == "spread":
             posterior = belief.posterior
-            proposal = spread_design(math.log(posterior.lr), posterior.log_lr_sd, np.log(taken), bounds)
+            proposal = spread_design(
+                math.log(posterior.lr), posterior.log_lr_sd, np.log(taken), bounds, curvature=belief.curvature
+            )
             if proposal is not None:
                 return proposal
         rng = np.random.default_rng([self._seed, trial.number])

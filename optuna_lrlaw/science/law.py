@@ -13,6 +13,10 @@ The predictive distribution of log eta* at a new scale is therefore a normal mix
 whose width grows with the distance from the data: this width is the "search factor"
 the next scale's LR search must cover.
 
+With the batch size among the features, B enters either as one more power law or as the
+"surge" around a critical batch size that moves with D (`_design`), whichever predicts
+held-out model sizes better; the regression itself is in `_regression`.
+
 Sweeps whose optimum is not bracketed only bound it; they are reported and left out.
 """
 
@@ -325,7 +329,7 @@ def _regress(used: pd.DataFrame, design: Design, prior: LawPrior, *, coarse: boo
     )
 
 
-def held_out_scores(
+def _held_out_scores(
     used: pd.DataFrame, features: tuple[str, ...], prior: LawPrior, forms: Sequence[BatchForm] = BATCH_FORMS
 ) -> dict[str, float] | None:
     """Mean log predictive density of each held-out sweep's optimum, per batch form.
@@ -344,7 +348,7 @@ def held_out_scores(
             train, test = used[used["params"] != size], used[used["params"] == size]
             design, posterior = _fit_posterior(train, features, form, prior)
             for _, sweep in test.iterrows():
-                scale = Scale(**{f: float(sweep[f]) for f in features if f != "params"}, params=float(sweep["params"]))
+                scale = Scale(float(sweep["params"]), float(sweep["tokens"]), float(sweep["batch_tokens"]))
                 mixture = posterior.linear(design.rows_at(scale), with_scatter=True)
                 total += mixture.log_pdf(float(sweep["log_lr_mean"]), extra_var=float(sweep["log_lr_sd"]) ** 2)
         scores[form] = total / len(used)
@@ -367,8 +371,10 @@ def fit_law(
         batch_form: how a law with ``batch_tokens`` treats B: ``"loglinear"`` (a power
             law), ``"surge"`` (rise and fall around a knee that moves with D, which needs
             ``tokens``), or ``"auto"``: the one that predicts held-out model sizes better
-            (`held_out_scores`; log-linear when fewer than three model sizes allow no
-            such check). Ignored without ``batch_tokens``.
+            (each model size left out in turn, the log density of its sweeps' optima
+            under each form's prediction; kept as ``law.form_scores``), or log-linear
+            when fewer than three model sizes allow no such check. Ignored without
+            ``batch_tokens``.
 
     Raises:
         ValueError: on a malformed table, unknown features or batch form, or when no sweep
@@ -399,7 +405,7 @@ def fit_law(
     scores = None
     chosen: BatchForm = "loglinear" if batch_form == "auto" else batch_form
     if batch_form == "auto" and uses_batch and "tokens" in features:
-        scores = held_out_scores(used, features, prior)
+        scores = _held_out_scores(used, features, prior)
         if scores is not None and scores["surge"] > scores["loglinear"]:
             chosen = "surge"
     design, posterior = _fit_posterior(used, features, chosen if uses_batch else "loglinear", prior)
