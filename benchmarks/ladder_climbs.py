@@ -42,8 +42,14 @@ def rung_grids(storage: str) -> dict[int, dict]:
     """The dense grid at every rung width and at the target: runs, and the optimum they show."""
     out = {}
     for rung in default_rungs(GRID_WIDTHS):
-        study = optuna.create_study(storage=storage, study_name=f"grid/{rung.name}", load_if_exists=True)
-        done = {round(t.params["lr"], 12) for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        study = optuna.create_study(
+            storage=storage,
+            study_name=f"grid/{rung.name}",
+            pruner=optuna.pruners.NopPruner(),  # every grid run trains to the end
+            load_if_exists=True,
+        )
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        done = {round(t.params["lr"], 12) for t in complete}
         for lr in GRID:
             if round(float(lr), 12) not in done:
                 study.enqueue_trial({"lr": float(lr)})

@@ -8,9 +8,11 @@ Two test beds, each scoring one run at the law's median and one at `recommend()`
   with a cubic kick above the optimum and a divergence cliff 3x to 10x above it, predicted
   at a held-out scale 25x larger in N; regret is that scale's true relative loss excess
   (noise-free), a run past the cliff counts as diverged;
-- Step Law's table: every (cell, batch size) sweep with >= 4 LRs of each held-out model
-  size (each size predicted from the others; the largest from the smaller ones only);
-  regret is the loss of the grid LR nearest the chosen LR over the sweep's best, minus 1.
+- Step Law's table, each model size held out in turn (predicted from the others; the
+  largest from the smaller ones only): its 17 (N, D) cells at their best batch size with
+  the law in N and D, and every (cell, batch size) sweep with >= 4 LRs with the law in N,
+  D and B; regret is the loss of the grid LR nearest the chosen LR over the sweep's best,
+  minus 1.
 
 Differences are paired (same problem, same law) and called only beyond twice their
 standard error.
@@ -31,7 +33,14 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steplaw_holdout import BATCH_FEATURES, DEFAULT_CSV, MIN_SWEEP_LRS, TARGET_PARAMS, _regret  # noqa: E402
+from steplaw_holdout import (  # noqa: E402
+    BATCH_FEATURES,
+    DEFAULT_CSV,
+    MIN_SWEEP_LRS,
+    TARGET_PARAMS,
+    _regret,
+    at_best_batch_size,
+)
 from synthetic import draw_problem  # noqa: E402
 
 from optuna_lrlaw import Scale, fit_law  # noqa: E402
@@ -59,22 +68,26 @@ def synthetic_rows(problems: int, seed: int, *, batch: bool = False) -> list[dic
 
 def steplaw_rows(csv: Path) -> list[dict]:
     runs = read_steplaw(csv)
+    beds = {
+        "steplaw, 17 cells at their best B": (at_best_batch_size(runs), ("params", "tokens")),
+        "steplaw, every (cell, B) sweep": (runs, BATCH_FEATURES),
+    }
     rows = []
-    for held_out in sorted(runs["params"].unique()):
-        train = runs[(runs["params"] != held_out) & ((runs["params"] < TARGET_PARAMS) | (held_out < TARGET_PARAMS))]
-        law = fit_law(train, features=BATCH_FEATURES)
-        for (tokens, batch_tokens), sweep in runs[runs["params"] == held_out].groupby(["tokens", "batch_tokens"]):
-            if sweep["lr"].nunique() < MIN_SWEEP_LRS:
-                continue
-            prediction = law.predict(Scale(held_out, tokens, batch_tokens))
-            best = sweep["loss"].min()
-            row = {"bed": "steplaw, leave one model size out", "params": held_out, "tokens": tokens}
-            for name, lr in (("median", prediction.lr), ("recommended", prediction.recommend().lr)):
-                nearest, regret = _regret(sweep, best, lr)
-                diverged = bool(sweep.loc[sweep["lr"] == nearest, "diverged"].all())
-                row[f"{name}_diverged"] = diverged
-                row[f"{name}_regret"] = regret
-            rows.append(row)
+    for bed, (table, features) in beds.items():
+        for held_out in sorted(table["params"].unique()):
+            keep = (table["params"] != held_out) & ((table["params"] < TARGET_PARAMS) | (held_out < TARGET_PARAMS))
+            law = fit_law(table[keep], features=features)
+            for (tokens, batch_tokens), sweep in table[table["params"] == held_out].groupby(["tokens", "batch_tokens"]):
+                if sweep["lr"].nunique() < MIN_SWEEP_LRS:
+                    continue
+                scale = Scale(held_out, tokens, batch_tokens if "batch_tokens" in features else None)
+                prediction = law.predict(scale)
+                row = {"bed": bed, "params": held_out, "tokens": tokens, "batch_tokens": batch_tokens}
+                for name, lr in (("median", prediction.lr), ("recommended", prediction.recommend().lr)):
+                    nearest, regret = _regret(sweep, sweep["loss"].min(), lr)
+                    row[f"{name}_diverged"] = bool(sweep.loc[sweep["lr"] == nearest, "diverged"].all())
+                    row[f"{name}_regret"] = regret
+                rows.append(row)
     return rows
 
 

@@ -47,6 +47,7 @@ def _samplers(law, scale: Scale) -> dict[str, Callable[[int], optuna.samplers.Ba
     return {
         "LRLawSampler": lambda seed: LRLawSampler(law, scale=scale, seed=seed),
         "LRLawSampler, median first": lambda seed: LRLawSampler(law, scale=scale, seed=seed, first_trial="median"),
+        "LRLawSampler, spread": lambda seed: LRLawSampler(law, scale=scale, seed=seed, acquisition="spread"),
         "LRLawSampler, no law": lambda seed: LRLawSampler(seed=seed),
         "TPESampler": lambda seed: optuna.samplers.TPESampler(seed=seed),
         "GPSampler": lambda seed: optuna.samplers.GPSampler(seed=seed),

@@ -46,7 +46,7 @@ def main() -> None:
         study = optuna.create_study(
             storage=args.storage,
             study_name=f"N={params:.3g}",
-            sampler=LRLawSampler(law, seed=0),
+            sampler=LRLawSampler(law, seed=0, acquisition="spread"),  # a rung measures its optimum
             load_if_exists=True,
         )
         set_study_scale(study, scale)

@@ -62,7 +62,7 @@ def test_the_sampler_spreads_its_first_trials_where_thompson_clusters():
 
 def test_a_running_trial_counts_as_taken():
     law, scale = confident_law()
-    study = optuna.create_study(sampler=LRLawSampler(law, scale=scale, seed=0))
+    study = optuna.create_study(sampler=LRLawSampler(law, scale=scale, seed=0, acquisition="spread"))
     study.optimize(objective, n_trials=1)
     pending = [study.ask().suggest_float("lr", 1e-6, 1.0, log=True) for _ in range(2)]
     first = study.trials[0].params["lr"]

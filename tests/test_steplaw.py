@@ -86,7 +86,7 @@ def test_replayed_search_from_the_recommended_lr_lands_one_grid_step_low(steplaw
     """From the recommended LR (the default), the first trial on that cell is 8.1e-4: below
     the median (8.65e-4) as the skewed loss curve asks, and just past the grid's midpoint
     (8.2e-4) between 6.9e-4 and 9.8e-4, so the nearest-grid oracle answers with 6.9e-4's
-    loss, 0.32% above the best (docs/validation.md). The spread trials that follow reach
+    loss, 0.32% above the best (docs/validation.md). The Thompson draws that follow reach
     0.25% by the fourth."""
     from steplaw_replay import replay, summarize
 

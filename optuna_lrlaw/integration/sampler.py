@@ -9,15 +9,17 @@ censor it from above (see `trial_outcome`). Acquisition:
 1. The study's first trial takes the law's recommended LR (`LRPrediction.recommend`: the
    lowest expected loss, a little below the median where the loss is steeper above the
    optimum), or with ``first_trial="median"`` the prior median.
-2. The next trials spread out (`science.acquisition.spread_design`): the belief's centre
-   and one point on each side of it, each taken once, far enough apart that the loss
-   differences clear the noise at the curvature the law expects at this scale (a factor
-   2 without a law; 1.5 posterior sds while the belief is wide), so the sweep measures
-   the curve on both sides of the optimum instead of clustering where a confident prior
-   points.
-3. Once those are covered, trials take a Thompson draw: a sample of log eta* from the
-   current posterior, restricted to the user's bounds, so the search concentrates as the
-   posterior does. ``acquisition="thompson"`` draws from the second trial on.
+2. Later trials take a Thompson draw: a sample of log eta* from the current posterior,
+   restricted to the user's bounds. A draw is where the optimum *might* be, so the search
+   concentrates as the posterior does and stays wide while it is unsure: what a search
+   for the best run wants.
+3. With ``acquisition="spread"`` (what the ladder's rungs use), the second and third
+   trials go to one point on each side of the belief's centre instead
+   (`science.acquisition.spread_design`), far enough apart that the loss differences clear
+   the noise at the curvature the law expects at this scale (a factor 2 without a law;
+   1.5 posterior sds while the belief is wide), before Thompson draws take over: a sweep
+   whose job is to measure the optimum and the curve's width for the law, instead of
+   clustering where a confident prior points.
 4. Trials still running elsewhere (other threads or workers) count as taken points, and
    Thompson draws avoid them: of a few draws the first one farther than a quarter
    posterior sd from every running trial's LR is taken (else the one farthest from them),
@@ -135,8 +137,9 @@ class LRLawSampler(BaseSampler):
             number and the finished trials, not on thread or worker timing).
         first_trial: ``"recommend"`` (default) starts at the law's LR of lowest expected
             loss, ``"median"`` at its posterior median.
-        acquisition: ``"spread"`` (default) places the next trials on both sides of the
-            belief's centre before sampling from it; ``"thompson"`` samples from the start.
+        acquisition: ``"thompson"`` (default) samples the trials after the first from the
+            belief, for the best run; ``"spread"`` first places one trial on each side of
+            the belief's centre, for a sweep that measures the optimum (the ladder's rungs).
 
     Example:
         >>> import math, optuna
@@ -160,7 +163,7 @@ class LRLawSampler(BaseSampler):
         inner: BaseSampler | None = None,
         seed: int | None = None,
         first_trial: Literal["recommend", "median"] = "recommend",
-        acquisition: Literal["spread", "thompson"] = "spread",
+        acquisition: Literal["spread", "thompson"] = "thompson",
     ) -> None:
         if first_trial not in ("recommend", "median"):
             raise ValueError(f"first_trial must be 'recommend' or 'median', got {first_trial!r}")

@@ -140,7 +140,8 @@ def run_ladder(
         study = optuna.create_study(
             storage=storage,
             study_name=study_names[index],
-            sampler=LRLawSampler(law, seed=seed + index),
+            # A rung's sweep is there to measure its optimum for the law: spread it.
+            sampler=LRLawSampler(law, seed=seed + index, acquisition="spread"),
             pruner=LRLawPruner(),
             load_if_exists=True,
         )

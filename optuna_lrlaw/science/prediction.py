@@ -53,7 +53,10 @@ class LRPrediction:
     Attributes:
         scale: where the prediction is made.
         log_lr_mean, log_lr_sd: mean and sd of log eta* (natural log).
-        lr: the median of eta*: the LR to use if only one run is possible.
+        lr: the median of eta*. The LR to bet a single run on is `recommend`'s: the median
+            is not the lowest expected loss when the loss rises faster above eta*.
+        shape: the loss curve around eta* at this scale (`loss_shape.LossShape`), pooled
+            from the law's sweeps; what `recommend` and `expected_regret` weigh.
     """
 
     scale: Scale
