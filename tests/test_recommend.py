@@ -113,3 +113,11 @@ def test_sampler_starts_at_the_chosen_lr(first_trial):
     assert trial.suggest_float("lr", 1e-6, 1.0, log=True) == pytest.approx(expected)
     with pytest.raises(ValueError, match="first_trial"):
         LRLawSampler(law, first_trial="mean")
+
+
+def test_one_sweep_still_has_a_shape():
+    runs = law_runs(params=(1e7,), tokens=(1e9,))
+    shapes = fit_law(runs, features=("params",)).loss_shapes
+    assert shapes.sweeps == 1 and shapes.posterior is None
+    assert 0.001 < shapes.at(Scale(1e8, 1e9)).curvature < 0.2
+    assert fit_law(runs, features=("params",)).predict(Scale(1e8, 1e9)).recommend().lr > 0

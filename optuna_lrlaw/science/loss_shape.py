@@ -105,18 +105,20 @@ DEFAULT_SHAPE = LossShape(_DEFAULT_CURVATURE, _DEFAULT_SKEW, math.inf)
 
 @dataclass(frozen=True)
 class ShapeLaw:
-    """The loss shape across scales: one pooled skew and cliff, a power law for the curvature."""
+    """The loss shape across scales: one pooled skew and cliff, a power law for the curvature
+    (or, where the sweeps do not vary in scale, their typical curvature)."""
 
     skew: float
     cliff: float
     design: Design | None
     posterior: Posterior | None
     sweeps: int
+    curvature: float = _DEFAULT_CURVATURE
 
     def at(self, scale: Scale) -> LossShape:
         """The loss shape at ``scale`` (the curvature is the law's median there)."""
         if self.posterior is None or self.design is None:
-            return LossShape(_DEFAULT_CURVATURE, self.skew, self.cliff)
+            return LossShape(self.curvature, self.skew, self.cliff)
         mixture = self.posterior.linear(self.design.rows_at(scale), with_scatter=False)
         return LossShape(float(math.exp(mixture.quantile(0.5))), self.skew, self.cliff)
 
@@ -178,7 +180,9 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
     if not rows:
         return ShapeLaw(skew, cliff, None, None, 0)
     sweeps = pd.DataFrame(rows)
-    power_features = tuple(f for f in features if f != "batch_tokens" or sweeps[f].nunique() > 1)
+    power_features = tuple(f for f in features if sweeps[f].nunique() > 1)
+    if not power_features:
+        return ShapeLaw(skew, cliff, None, None, len(rows), float(np.exp(np.mean(log_curvature))))
     design = Design.build(power_features, "loglinear", sweeps)
     prior = LawPrior(
         name="curvature",
