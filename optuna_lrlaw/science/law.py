@@ -185,7 +185,8 @@ class LRLaw:
         ``prefactor`` for A in ``eta* = A * N^a * D^b``, the LR at N = D = B = 1 as laws are
         published (``estimate`` is its median, ``sd`` the sd of log A). Under the surge
         form, ``batch_amplitude`` is k, ``batch_knee`` the critical batch size B_c (tokens)
-        at the reference D, and ``knee_tokens_exponent`` gamma in B_c ~ D^gamma.
+        at the reference D (``estimate`` its median, ``sd`` the sd of log B_c), and
+        ``knee_tokens_exponent`` gamma in B_c ~ D^gamma.
         """
         names = self._design.coefficient_names
         powers = self._design.power_features
