@@ -58,8 +58,8 @@ class Design:
     """The regression's columns for one law: features, reference scale and batch form.
 
     ``knees`` holds the grid of (log B_c at the reference D, gamma), one row per design, with
-    B_c relative to the reference batch size; a
-    law without a knee has one design and ``knees`` of shape ``(1, 0)``.
+    B_c relative to the reference batch size; a law without a knee has one design and
+    ``knees`` of shape ``(1, 0)``.
     """
 
     features: tuple[str, ...]
