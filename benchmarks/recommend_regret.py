@@ -37,9 +37,9 @@ from steplaw_holdout import (  # noqa: E402
     BATCH_FEATURES,
     DEFAULT_CSV,
     MIN_SWEEP_LRS,
-    TARGET_PARAMS,
     _regret,
     at_best_batch_size,
+    laws_without_each_model_size,
 )
 from synthetic import draw_problem  # noqa: E402
 
@@ -74,9 +74,7 @@ def steplaw_rows(csv: Path) -> list[dict]:
     }
     rows = []
     for bed, (table, features) in beds.items():
-        for held_out in sorted(table["params"].unique()):
-            keep = (table["params"] != held_out) & ((table["params"] < TARGET_PARAMS) | (held_out < TARGET_PARAMS))
-            law = fit_law(table[keep], features=features)
+        for held_out, law in laws_without_each_model_size(table, features=features):
             for (tokens, batch_tokens), sweep in table[table["params"] == held_out].groupby(["tokens", "batch_tokens"]):
                 if sweep["lr"].nunique() < MIN_SWEEP_LRS:
                     continue

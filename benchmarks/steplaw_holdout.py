@@ -115,6 +115,14 @@ def grid_coverage(cells: pd.DataFrame, q: float) -> float:
     return float((overlap / (cells["cdf_cell_hi"] - cells["cdf_cell_lo"])).mean())
 
 
+def laws_without_each_model_size(table: pd.DataFrame, **fit_options):
+    """(held-out model size, law fitted on the other sizes' runs), smallest size first; the
+    largest size is predicted from the smaller ones only, as in the headline check."""
+    for held_out in sorted(table["params"].unique()):
+        below = table["params"] < TARGET_PARAMS if held_out >= TARGET_PARAMS else True
+        yield held_out, fit_law(table[(table["params"] != held_out) & below], **fit_options)
+
+
 def leave_one_model_out(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
     """Setting (a) with each model size held out in turn, one row per held-out cell.
 
@@ -126,9 +134,7 @@ def leave_one_model_out(csv: str | Path = DEFAULT_CSV) -> pd.DataFrame:
     at_best_batch = at_best_batch_size(runs)
     own = estimate_optima(at_best_batch).set_index(["params", "tokens"])
     rows = []
-    for held_out in sorted(at_best_batch["params"].unique()):
-        below = at_best_batch["params"] < TARGET_PARAMS if held_out >= TARGET_PARAMS else True
-        law = fit_law(at_best_batch[(at_best_batch["params"] != held_out) & below])
+    for held_out, law in laws_without_each_model_size(at_best_batch):
         for _, cell in best[best["params"] == held_out].iterrows():
             prediction = law.predict(Scale(cell["params"], cell["tokens"]))
             lo, hi = prediction.interval(0.9)
@@ -208,9 +214,7 @@ def batch_leave_one_model_out(csv: str | Path = DEFAULT_CSV, batch_form: str = "
     (cell, B) sweep of it predicted by a law fitted on the others' runs at every B."""
     runs = read_steplaw(csv)
     rows = []
-    for held_out in sorted(runs["params"].unique()):
-        train = runs[(runs["params"] != held_out) & ((runs["params"] < TARGET_PARAMS) | (held_out < TARGET_PARAMS))]
-        law = fit_law(train, features=BATCH_FEATURES, batch_form=batch_form)
+    for held_out, law in laws_without_each_model_size(runs, features=BATCH_FEATURES, batch_form=batch_form):
         rows += [dict(row, batch_form=law.batch_form) for row in _batch_sweep_rows(law, runs, held_out)]
     return pd.DataFrame(rows)
 

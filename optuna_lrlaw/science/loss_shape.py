@@ -123,13 +123,6 @@ class ShapeLaw:
         return LossShape(float(math.exp(mixture.quantile(0.5))), self.skew, self.cliff)
 
 
-def _sweep_runs(observations: pd.DataFrame, sweep: pd.Series, keys: list[str]) -> pd.DataFrame:
-    mask = np.ones(len(observations), dtype=bool)
-    for key in keys:
-        mask &= observations[key].to_numpy() == sweep[key]
-    return observations[mask]
-
-
 def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tuple[str, ...]) -> ShapeLaw:
     """Pool the loss shape over the bracketed sweeps in ``optima`` (rows of `estimate_optima`).
 
@@ -142,9 +135,10 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
         return ShapeLaw(_DEFAULT_SKEW, math.inf, None, None, 0)
     keys = [k for k in ("params", "tokens", "batch_tokens") if k in optima.columns]
     used = optima[optima["used"].astype(bool) & optima["min_loss"].notna()]
+    by_sweep = observations.groupby(keys)
     shaped, excess_by_sweep, u_by_sweep, cliffs = [], [], [], []
     for _, sweep in used.iterrows():
-        runs = _sweep_runs(observations, sweep, keys)
+        runs = by_sweep.get_group(tuple(sweep[k] for k in keys))
         u = np.log(runs["lr"].to_numpy(dtype=float)) - sweep["log_lr_mean"]
         diverged = runs["diverged"].to_numpy(dtype=bool)
         if diverged.any():

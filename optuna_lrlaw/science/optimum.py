@@ -377,15 +377,15 @@ def estimate_optimum(
         fit = log_joint = None
         if distinct >= 3:
             # The curve is also evaluated at the two ends of the runs (the last two points).
-            at = np.concatenate([grid, [x_ok.min(), x_ok.max()]])
-            shapes = curve_shapes(x_fit - at[:, None]).reshape(-1, x_fit.size)
+            points = np.concatenate([grid, [x_ok.min(), x_ok.max()]])
+            shapes = curve_shapes(x_fit - points[:, None]).reshape(-1, x_fit.size)
             fit = fit_shape_on_grid(y, shapes, counts=counts, within_ss=within_ss, noise_scale=_RELATIVE_NOISE)
-            log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_N_SHAPES, at.size)
+            log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_N_SHAPES, points.size)
             # logsumexp over shapes, by hand: scipy's costs more than the rest of the pass.
             peak = np.max(log_joint, axis=0)
             safe_peak = np.where(np.isfinite(peak), peak, 0.0)
             curve = safe_peak + np.log(np.exp(log_joint - safe_peak).sum(axis=0))
-            log_post += _beyond_the_runs_no_less_likely(grid, curve[:-2], at[-2:], curve[-2:])
+            log_post += _beyond_the_runs_no_less_likely(grid, curve[:-2], points[-2:], curve[-2:])
             log_joint = log_joint[:, :-2]
         if x_div.size:
             log_post += special.log_ndtr((x_div[:, None] - grid) / _CENSOR_SOFTNESS).sum(axis=0)
@@ -408,9 +408,9 @@ def estimate_optimum(
         median = float(posterior.quantile(0.5))
         if fit is not None:
             at_x = int(np.argmin(np.abs(grid - median)))
-            at = int(np.argmax(log_joint[:, at_x])) * (grid_size + 2) + at_x  # rows hold the two ends too
-            curvature = float(fit.slope[at] * scale)
-            min_loss = float(best + fit.intercept[at] * scale)
+            shape = int(np.argmax(log_joint[:, at_x]))
+            curvature = float(fit.slope.reshape(_N_SHAPES, -1)[shape, at_x] * scale)
+            min_loss = float(best + fit.intercept.reshape(_N_SHAPES, -1)[shape, at_x] * scale)
 
     bracketed, beyond = _bracketing(x_ok, loss_ok, x_div)
     estimate = OptimumEstimate(
