@@ -1,6 +1,6 @@
 """Write examples/data/synthetic_runs.csv: LR sweeps drawn from a known law, for trying the CLI.
 
-The true law is lr* = 0.5 * N^-0.35 * D^-0.05 (so lr* ~ 2.5e-3 at N=1e7, D=1e9); each
+The true law is lr* = 0.5 * N^-0.35 * D^-0.05 (so lr* ~ 6.3e-4 at N=1e7, D=1e9); each
 sweep's loss is a skewed parabola in log LR (steeper above the optimum), with 0.2% noise,
 and runs more than 4x above the optimum diverge (loss NaN, diverged=true).
 

@@ -14,6 +14,8 @@ The public API:
 - `ProxyConfig`, `TrainConfig`, `train_proxy`, `proxy_objective`, `build_model`,
   `configure_optimizer`: GPT proxies trained as trials (`optuna_lrlaw.proxies`).
 - `Rung`, `default_rungs`, `run_ladder`: the scale-up ladder (`optuna_lrlaw.ladder`).
+- `comparison_plan`, `compare_search_costs`: what the ladder saves against μTransfer and
+  ordinary search, scored on a truth grid at a target far above the rungs.
 
 The proxies and the ladder are imported on first use, so the law and the plugin load
 without torch.
@@ -64,7 +66,7 @@ _LAZY_EXPORTS = {
         ("ProxyConfig", "TrainConfig", "build_model", "configure_optimizer", "proxy_objective", "train_proxy"),
         "proxies",
     ),
-    **dict.fromkeys(("Rung", "default_rungs", "run_ladder"), "ladder"),
+    **dict.fromkeys(("Rung", "compare_search_costs", "comparison_plan", "default_rungs", "run_ladder"), "ladder"),
 }
 
 
@@ -96,6 +98,8 @@ __all__ = [
     "Scale",
     "TrainConfig",
     "build_model",
+    "compare_search_costs",
+    "comparison_plan",
     "configure_optimizer",
     "default_rungs",
     "estimate_optima",

@@ -12,7 +12,10 @@ STEPLAW_CSV = ROOT.parent / "shared" / "data" / "steplaw" / "dense_lr_bs_loss.cs
 @pytest.fixture(scope="session")
 def steplaw_csv() -> Path:
     if not STEPLAW_CSV.exists():
-        pytest.skip(f"the Step Law table is not at {STEPLAW_CSV}")
+        pytest.skip(
+            f"the Step Law table is not at {STEPLAW_CSV}: it comes from the Step Law paper's public runs "
+            "(arXiv 2503.04715), shipped in ../shared/data/steplaw/ beside a checkout of this repository"
+        )
     return STEPLAW_CSV
 
 

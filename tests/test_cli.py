@@ -24,6 +24,7 @@ def test_fit_prints_law_optima_and_prediction():
     assert "exponent of N (params)" in out.stdout
     assert "Optimum of each sweep" in out.stdout
     assert "Predicted lr* at params=1e+08" in out.stdout and "90% interval" in out.stdout
+    assert "A search to land within 0.5% of the best loss" in out.stdout
 
 
 def test_fit_json_predicts_the_known_law_within_its_interval():
@@ -31,7 +32,10 @@ def test_fit_json_predicts_the_known_law_within_its_interval():
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     truth = 0.5 * 1e8**-0.35 * 6.4e9**-0.05  # the law behind examples/make_synthetic_runs.py
-    assert report["prediction"]["lo90"] < truth < report["prediction"]["hi90"]
+    prediction = report["prediction"]
+    assert prediction["lo90"] < truth < prediction["hi90"]
+    start, stop = prediction["search_range_0.5%"]
+    assert prediction["lo90"] <= start <= stop <= prediction["hi90"] and prediction["search_runs_0.5%"] >= 1
     assert set(report["coefficients"]) == {"prefactor", "params", "tokens"}
     assert len(report["optima"]) == 8
 

@@ -1,6 +1,7 @@
-"""Search-cost comparisons: the law's ladder against μTransfer and ordinary search at one target."""
+"""Search-cost comparisons: six ways of choosing a target's LR, scored on a truth grid at the target."""
 
 import json
+import math
 
 import optuna
 import pytest
@@ -8,14 +9,30 @@ from tiny import TINY, TRAINING, WIDTHS
 from typer.testing import CliRunner
 
 from optuna_lrlaw.cli import app
-from optuna_lrlaw.ladder import LadderEvents, compare_search_costs, default_rungs, run_ladder
-from optuna_lrlaw.ladder.compare import _transfer_pair
+from optuna_lrlaw.ladder import (
+    ComparisonPlan,
+    LadderEvents,
+    compare_search_costs,
+    comparison_plan,
+    default_rungs,
+    run_ladder,
+)
+from optuna_lrlaw.ladder import compare as compare_module
 from optuna_lrlaw.proxies.parametrization import attention_scale
 
-TARGET_WIDTH = 32
+TARGET_WIDTH, SERVED_WIDTH = 48, 32
+BUDGETS = {
+    "truth_lrs": 4,
+    "truth_span": 16.0,
+    "proxy_lrs": 4,
+    "search_trials": 4,
+    "replay_seeds": 3,
+    "pruned_search_trials": 2,
+    "sampler_trials": 2,
+}
 
 
-class Stages(LadderEvents):
+class Counter(LadderEvents):
     def __init__(self) -> None:
         self.stages, self.trials = [], 0
 
@@ -26,109 +43,188 @@ class Stages(LadderEvents):
         self.trials += 1
 
 
+def tiny_plan() -> ComparisonPlan:
+    target, served = default_rungs((TARGET_WIDTH, SERVED_WIDTH), **TINY)
+    return ComparisonPlan(tuple(default_rungs(WIDTHS, **TINY)), target, also_serves=(served,), **BUDGETS)
+
+
 @pytest.fixture(scope="module")
 def compared(code_corpus, tmp_path_factory):
-    """A two-rung ladder and its comparison at width 32: (storage, rungs, target, ladder, table, events)."""
+    """A comparison on two tiny rungs and a width-48 target: (storage, plan, comparison, events)."""
     storage = f"sqlite:///{tmp_path_factory.mktemp('compare') / 'compare.db'}"
-    rungs = default_rungs(WIDTHS, **TINY)
-    (target,) = default_rungs((TARGET_WIDTH,), **TINY)
-    settings = {"corpus": code_corpus, **TRAINING}
-    ladder = run_ladder(rungs, storage=storage, trials=6, **settings)
-    events = Stages()
-    table = compare_search_costs(
-        ladder, rungs, target, storage=storage, search_trials=4, proxy_trials=4, events=events, **settings
+    events = Counter()
+    plan = tiny_plan()
+    comparison = compare_search_costs(plan, storage=storage, events=events, corpus=code_corpus, **TRAINING)
+    return storage, plan, comparison, events
+
+
+def ladder_of(storage, plan, code_corpus, name="ladder"):
+    """The stored ladder again (a finished ladder resumes without training)."""
+    rungs = list(plan.rungs) if name == "ladder" else [plan.in_mup(rung) for rung in plan.rungs]
+    return run_ladder(rungs, storage=storage, name=name, trials=plan.ladder_trials, corpus=code_corpus, **TRAINING)
+
+
+def one_run_flops(rung):
+    return rung.model.flops_per_token() * rung.tokens
+
+
+def test_every_strategy_is_charged_for_every_run_it_trained(compared, code_corpus):
+    storage, plan, comparison, _ = compared
+    rows = comparison.strategies.set_index("strategy")
+    assert list(rows.index[:6]) == [
+        "law ladder (sp)",
+        "law ladder (μP)",
+        "μTransfer",
+        "μTransfer, horizon matched",
+        "TPE + median pruner (real)",
+        "law + LRLawSampler, 2 trials",
+    ]
+    ladder = ladder_of(storage, plan, code_corpus)
+    ladder_flops = ladder.rungs["flops"].sum()
+    target_flops = one_run_flops(plan.target)
+    law = rows.loc["law ladder (sp)"]
+    assert law["runs"] == ladder.rungs["trials"].sum() + 1 and law["target_runs"] == 1
+    assert law["flops"] == pytest.approx(ladder_flops + target_flops)
+    # The ladder serves two targets: half its cost is charged to this one.
+    assert law["flops_amortised"] == pytest.approx(ladder_flops / 2 + target_flops)
+    sampler = rows.loc["law + LRLawSampler, 2 trials"]
+    assert sampler["flops"] == pytest.approx(ladder_flops + 2 * target_flops)
+    # μTransfer: a 4-LR sweep of the base model, then one μP target run.
+    proxy = plan.in_mup(plan.base)
+    transfer = rows.loc["μTransfer"]
+    assert transfer["runs"] == 4 + 1
+    assert transfer["flops"] == pytest.approx(4 * one_run_flops(proxy) + target_flops)
+    matched = plan.in_mup(plan.base, tokens=plan.target.tokens)
+    assert matched.tokens == pytest.approx(plan.target.tokens, rel=0.01) and matched.tokens > proxy.tokens
+    assert rows.loc["μTransfer, horizon matched", "flops"] == pytest.approx(4 * one_run_flops(matched) + target_flops)
+    # Replayed ordinary searches: k trials at the target cost k target runs.
+    for k in (4,):
+        assert rows.loc[f"TPE, {k} trials (replayed)", "flops"] == pytest.approx(k * target_flops)
+    pruned = rows.loc["TPE + median pruner (real)"]
+    assert pruned["target_runs"] == 2 and pruned["flops"] <= 2 * target_flops + 1
+    tpe_to_goal = comparison.trials_to_goal.set_index(["sampler", "goal"]).loc[("TPE", 0.005), "median_flops"]
+    assert rows["flops_vs_search"].tolist() == pytest.approx((rows["flops"] / tpe_to_goal).tolist())
+    assert (rows["seconds"] > 0).all() and comparison.device == "cpu"
+
+
+def test_each_strategy_is_scored_against_its_own_parametrizations_truth(compared, code_corpus):
+    storage, plan, comparison, _ = compared
+    truth = comparison.truth
+    assert set(truth) == {"sp", "mup"}
+    for curve in truth.values():
+        assert curve.seeds == 2 and len(curve.lrs) >= 4 and curve.span >= 16.0 * 0.999
+    rows = comparison.strategies.set_index("strategy")
+    for strategy in ("law ladder (sp)", "law ladder (μP)", "μTransfer", "TPE + median pruner (real)"):
+        row = rows.loc[strategy]
+        curve = truth[row["parametrization"]]
+        assert row["regret"] == pytest.approx(float(curve.regret(row["lr"])))
+        assert row["regret_se"] == pytest.approx(float(curve.regret_se(row["lr"])))
+        assert row["measured_se"] == pytest.approx(curve.seed_sd / math.sqrt(2) / curve.best_loss)
+    assert rows.loc["law ladder (μP)", "parametrization"] == "mup" == rows.loc["μTransfer", "parametrization"]
+    # The law's row trains the law's recommended LR; the sampler's row is scored by its replays.
+    sp_law = ladder_of(storage, plan, code_corpus).law
+    assert rows.loc["law ladder (sp)", "lr"] == pytest.approx(sp_law.predict(plan.target.scale()).recommend().lr)
+    replayed = comparison.replays.set_index(["sampler", "trials"]).loc[("law + LRLawSampler", 2)]
+    assert rows.loc["law + LRLawSampler, 2 trials", "regret"] == pytest.approx(replayed["regret"])
+    served = comparison.served.set_index("target")
+    assert list(served.index) == [plan.target.name, plan.also_serves[0].name]
+    assert (served["lo90"] < served["lr"]).all() and (served["lr"] < served["hi90"]).all()
+
+
+def test_the_goal_is_checked_as_stated(compared):
+    goal = compared[2].goal
+    expected = (
+        goal["regret"] <= 0.005
+        and goal["flops"] <= 0.25 * goal["tpe_flops_to_goal"]
+        and goal["gap_vs_mutransfer"] <= 2 * goal["gap_se"]
     )
-    return storage, rungs, target, ladder, table, events
-
-
-def test_each_strategy_is_charged_for_every_run_it_trained(compared):
-    _, _, target, ladder, table, events = compared
-    rows = table.set_index("strategy")
-    assert list(rows.index) == ["law ladder", "μTransfer", "ordinary search"]
-    assert rows.loc["law ladder", "runs"] == ladder.rungs["trials"].sum() + 1
-    assert rows.loc["μTransfer", "runs"] == 4 + 1
-    assert rows.loc["ordinary search", "runs"] == rows.loc["ordinary search", "target_runs"] == 4
-    assert list(rows["target_runs"]) == [1, 1, 4]
-    # Ordinary search trains only the target, each run on the same tokens: FLOPs add up run by run.
-    one_run = target.model.flops_per_token() * target.tokens
-    assert rows.loc["ordinary search", "flops"] == pytest.approx(4 * one_run)
-    assert rows.loc["law ladder", "flops"] == pytest.approx(ladder.rungs["flops"].sum() + one_run)
-    assert rows.loc["ordinary search", "flops_vs_search"] == 1.0
-    assert (rows["seconds"] > 0).all() and set(rows["device"]) == {"cpu"}
-    assert events.trials == 1 + 4 + 1 + 4
-
-
-def test_regret_is_measured_against_the_best_target_loss(compared):
-    _, _, _, ladder, table, _ = compared
-    assert table["regret"].min() == 0.0 and (table["regret"] >= 0).all()
-    best = table["loss"].min()
-    for loss, regret in zip(table["loss"], table["regret"], strict=True):
-        assert regret == pytest.approx(loss / best - 1)
-    law_row = table.set_index("strategy").loc["law ladder"]
-    target_scale = default_rungs((TARGET_WIDTH,), **TINY)[0].scale()
-    assert law_row["lr"] == pytest.approx(ladder.law.predict(target_scale).recommend().lr)
-
-
-def test_the_ladder_command_compares_with_compare(compared, code_corpus):
-    storage = compared[0]
-    args = ["ladder", "--storage", storage, "--widths", ",".join(map(str, WIDTHS)), "--target-width", str(TARGET_WIDTH)]
-    args += ["--depth", "1", "--head-dim", "8", "--seq-len", "32", "--batch-size", "8", "--tokens-per-param", "8"]
-    args += ["--trials", "6", "--device", "cpu", "--corpus", code_corpus, "--compare", "--search-trials", "4"]
-    result = CliRunner().invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)["comparison"]
-    assert [row["strategy"] for row in rows] == ["law ladder", "μTransfer", "ordinary search"]
-    assert [row["runs"] for row in rows] == list(compared[4]["runs"])  # all stored already: nothing new ran
-    table = CliRunner().invoke(app, args)
-    assert table.exit_code == 0 and "what it cost" in table.stdout and "ordinary search" in table.stdout
+    assert goal["met"] == expected and goal["best_law_strategy"].startswith("law")
 
 
 def test_the_comparison_is_stored_and_resumes_without_new_runs(compared, code_corpus):
-    storage, rungs, target, ladder, table, _ = compared
+    storage, plan, comparison, _ = compared
     names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    assert {f"ladder/compare/search/{target.name}", f"ladder/compare/law/{target.name}"} <= names
-    events = Stages()
-    again = compare_search_costs(
-        ladder,
-        rungs,
-        target,
-        storage=storage,
-        search_trials=4,
-        proxy_trials=3,
-        events=events,
-        corpus=code_corpus,
-        **TRAINING,
-    )
+    assert f"ladder/compare/truth-sp/{plan.target.name}/seed1" in names
+    assert f"ladder/mup/{plan.in_mup(plan.rungs[0]).name}" in names
+    events = Counter()
+    again = compare_search_costs(plan, storage=storage, events=events, corpus=code_corpus, **TRAINING)
     assert events.trials == 0 and all(left == 0 for *_, left in events.stages)
-    assert again.drop(columns="seconds").equals(table.drop(columns="seconds"))
+    columns = [c for c in comparison.strategies.columns if not c.startswith("seconds")]
+    assert again.strategies[columns].equals(comparison.strategies[columns])
 
 
-def test_mutransfer_is_anchored_at_the_proxy_shape():
-    proxy, target = default_rungs((16, 32), **TINY)
-    mup_proxy, mup_target = _transfer_pair(proxy, target)
-    assert mup_proxy.model.parametrization == mup_target.model.parametrization == "mup"
-    assert mup_target.model.base_width == mup_proxy.model.width == 16
-    assert mup_proxy.model.width_multiplier == 1.0 and mup_target.model.width_multiplier == 2.0
+def test_the_compare_command_prints_and_writes_the_comparison(compared, code_corpus, tmp_path, monkeypatch):
+    storage, plan, _, _ = compared
+    shape = {key: TINY[key] for key in ("depth", "head_dim", "seq_len", "batch_size", "tokens_per_param")}
+    monkeypatch.setitem(
+        compare_module.PRESETS,
+        "tiny",
+        {
+            "widths": WIDTHS,
+            "target_width": TARGET_WIDTH,
+            "also_serves": (SERVED_WIDTH,),
+            "shape": shape,
+            "budgets": BUDGETS,
+        },
+    )
+    args = ["compare", "--preset", "tiny", "--storage", storage, "--name", "ladder", "--device", "cpu"]
+    args += ["--corpus", code_corpus, "--out", str(tmp_path / "c.json"), "--figure", str(tmp_path / "c.html")]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["target"] == plan.target.name and payload["device"] == "cpu"
+    assert [row["strategy"] for row in payload["strategies"]][:2] == ["law ladder (sp)", "law ladder (μP)"]
+    assert json.loads((tmp_path / "c.json").read_text())["command"] == "optuna-lrlaw compare --preset tiny"
+    assert "plotly" in (tmp_path / "c.html").read_text()
+    table = CliRunner().invoke(app, args)
+    assert table.exit_code == 0 and "μTransfer, horizon matched" in table.stdout and "Goal" in table.stdout
+
+
+def test_mutransfer_is_anchored_at_the_smallest_rung():
+    plan = tiny_plan()
+    proxy, target = plan.in_mup(plan.base), plan.in_mup(plan.target)
+    assert proxy.model.parametrization == target.model.parametrization == "mup"
+    assert target.model.base_width == proxy.model.width == 16
+    assert proxy.model.width_multiplier == 1.0 and target.model.width_multiplier == 3.0
     # heads of a fixed size (8) are added with width: the attention scale stays the proxy's
-    assert mup_target.model.base_head_dim == mup_target.model.head_dim == 8
-    assert attention_scale(mup_target.model) == attention_scale(mup_proxy.model)
+    assert target.model.base_head_dim == target.model.head_dim == 8
+    assert attention_scale(target.model) == attention_scale(proxy.model)
     deeper = default_rungs((32,), **{**TINY, "depth": 2})[0]
-    assert _transfer_pair(proxy, deeper)[1].model.parametrization == "completep"
+    assert plan.in_mup(deeper).model.parametrization == "completep"
 
 
-def test_a_ladder_without_a_law_is_refused(compared):
-    from optuna_lrlaw.ladder import LadderResult
+def test_the_presets_put_the_target_far_above_the_rungs():
+    for preset, factor in (("cpu", 16), ("gpu", 25)):
+        plan = comparison_plan(preset)
+        top = max((rung.scale() for rung in plan.rungs), key=lambda scale: scale.params)
+        assert plan.target.scale().params >= factor * top.params
+        # tokens grow in the same proportion as the parameters
+        assert plan.target.scale().tokens / plan.target.scale().params == pytest.approx(
+            top.tokens / top.params, rel=0.02
+        )
+        assert plan.truth_lrs >= 7 and plan.truth_span >= 16 and plan.truth_seeds >= 2 and plan.replay_seeds >= 100
+    assert comparison_plan("cpu", replay_seeds=5).replay_seeds == 5
 
-    _, rungs, target, ladder, _, _ = compared
-    with pytest.raises(ValueError, match="no law"):
-        compare_search_costs(LadderResult(ladder.rungs, None), rungs, target)
-    with pytest.raises(ValueError, match="at least 1"):
-        compare_search_costs(ladder, rungs, target, search_trials=0)
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"truth_seeds": 1}, "truth_seeds must be at least 2"),
+        ({"truth_lrs": 2}, "truth_lrs must be at least 3"),
+        ({"truth_span": 1.0}, "truth_span must exceed 1"),
+        ({"replay_seeds": 0}, "replay_seeds must be at least 1"),
+        ({"lr_range": (1e-2, 1e-3)}, "lr_range"),
+    ],
+)
+def test_bad_plans_are_refused(change, message):
+    plan = tiny_plan()
+    with pytest.raises(ValueError, match=message):
+        ComparisonPlan(plan.rungs, plan.target, **change)
 
 
-def test_a_comparison_for_another_target_model_under_the_same_name_is_refused(compared, code_corpus):
-    storage, rungs, target, ladder, _, _ = compared
-    (mup_target,) = default_rungs((TARGET_WIDTH,), **TINY, parametrization="mup")
-    assert mup_target.name == target.name  # the same study names: the stored runs are sp runs
-    with pytest.raises(ValueError, match="parametrization: 'sp' stored, 'mup' now"):
-        compare_search_costs(ladder, rungs, mup_target, storage=storage, corpus=code_corpus, **TRAINING)
+def test_a_target_no_larger_than_the_rungs_and_an_unknown_preset_are_refused():
+    plan = tiny_plan()
+    with pytest.raises(ValueError, match="larger than every rung"):
+        ComparisonPlan(plan.rungs, plan.rungs[-1])
+    with pytest.raises(ValueError, match="preset must be one of cpu, gpu"):
+        comparison_plan("laptop")

@@ -5,14 +5,15 @@ import math
 from dataclasses import asdict
 
 import optuna
+import pandas as pd
 import pytest
 from tiny import TINY, TRAINING, WIDTHS
 from typer.testing import CliRunner
 
-from optuna_lrlaw import study_scale
+from optuna_lrlaw import Scale, study_scale
 from optuna_lrlaw.cli import app
 from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, default_rungs, run_ladder
-from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS, record_rung
+from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS, load_ladder, record_rung
 from optuna_lrlaw.proxies import ProxyConfig
 
 
@@ -204,3 +205,46 @@ def test_the_ladder_command_reports_rungs_and_a_prediction(climbed, code_corpus)
 def test_the_ladder_command_refuses_bad_widths(tmp_path):
     result = CliRunner().invoke(app, ["ladder", "--widths", "16,x", "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
     assert result.exit_code != 0 and "--widths" in str(result.exception)
+
+
+def test_a_climbed_ladder_reads_back_from_storage_without_training(climbed):
+    storage, result, _ = climbed
+    loaded, studies = load_ladder(storage)
+    assert [s.study_name for s in studies] == list(result.rungs["study"])
+    columns = ["rung", "params", "tokens", "trials", "best_lr", "best_loss", "lr_star", "flops"]
+    pd.testing.assert_frame_equal(loaded.rungs[columns], result.rungs[columns])
+    target = Scale(1e5, 1e6)
+    assert loaded.predict(target).lr == pytest.approx(result.predict(target).lr)
+    with pytest.raises(ValueError, match="no rung of a ladder called 'other'"):
+        load_ladder(storage, "other")
+
+
+def test_the_report_is_one_offline_html_page_with_the_table_and_figures(climbed, tmp_path):
+    pytest.importorskip("plotly")
+    storage, result, _ = climbed
+    out = tmp_path / "report.html"
+    done = CliRunner().invoke(app, ["report", storage, "--out", str(out), "--target", "params=1e5,tokens=1e6"])
+    assert done.exit_code == 0, done.output
+    page = out.read_text()
+    assert page.count("<script") >= 1 and "cdn.plot.ly" not in page  # plotly.js inlined, once
+    assert page.count("Plotly.newPlot") == 1 + 2 * len(result.rungs)  # the law, each rung's sweep and belief
+    for rung in result.rungs["rung"]:
+        assert rung in page
+    assert "recommended lr" in page
+
+
+def test_each_rung_shows_its_figures_and_note_in_optuna_dashboard(climbed):
+    dashboard = pytest.importorskip("optuna_dashboard")
+    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+
+    storage, result, _ = climbed
+    for index, name in enumerate(result.rungs["study"]):
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert study.metric_names == ["validation_loss"]
+        figures = get_plotly_graph_objects(study._storage.get_study_system_attrs(study._study_id))
+        assert {"lrlaw-sweep", "lrlaw-belief"} <= set(figures)
+        sweep = json.loads(figures["lrlaw-sweep"])
+        assert sweep["layout"]["xaxis"]["title"]["text"].startswith("peak learning rate")
+        note = dashboard.get_note(study)
+        assert "**Posterior**" in note
+        assert ("**Prior**: none" in note) == (index == 0) and ("**Recommended LR**" in note) == (index > 0)

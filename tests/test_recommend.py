@@ -79,6 +79,37 @@ def test_curvature_follows_the_scale():
     assert shapes.skew == pytest.approx(1.0, abs=0.3)
 
 
+def test_the_tolerance_band_is_where_the_loss_shape_rises_by_the_tolerance():
+    parabola = LossShape(0.01, 0.0, math.inf)
+    assert parabola.tolerance_band(0.0025) == pytest.approx((0.5, 0.5))
+    skewed = LossShape(0.01, 1.75, math.inf)
+    below, above = skewed.tolerance_band(0.005)
+    assert below > above  # gentle below the optimum, steep above it
+    assert skewed.excess(-below) == pytest.approx(0.005) and skewed.excess(above) == pytest.approx(0.005)
+    assert LossShape(0.01, 1.75, 0.3).tolerance_band(0.005)[1] == 0.3  # the cliff ends the band
+    with pytest.raises(ValueError, match="tolerance must be positive"):
+        parabola.tolerance_band(0.0)
+
+
+def test_a_flatter_loss_needs_a_narrower_search():
+    """Paper B: where the loss is less sensitive to the LR, fewer LRs are worth trying."""
+    mean, sd = math.log(3e-3), 0.5
+    steep, flat = (belief(mean, sd, LossShape(c, 1.0, math.inf)) for c in (0.04, 0.01))
+    assert flat.search_factor(tolerance=0.005) < steep.search_factor(tolerance=0.005) < steep.search_factor()
+    assert flat.search_runs(tolerance=0.005) < steep.search_runs(tolerance=0.005)
+    lo, hi = steep.search_range(0.9, 0.005)
+    below, above = steep.shape.tolerance_band(0.005)
+    interval = steep.interval(0.9)
+    assert lo == pytest.approx(interval[0] * math.exp(above)) and hi == pytest.approx(interval[1] * math.exp(-below))
+    # A grid spaced by the band's width covers the range: runs = 1 + ceil(log range / width).
+    assert steep.search_runs(tolerance=0.005) == 1 + math.ceil(math.log(hi / lo) / (below + above))
+    # A belief narrower than the band: the recommended LR alone lands within the tolerance.
+    sure = belief(mean, 0.05, LossShape(0.01, 1.0, math.inf))
+    lr = sure.recommend().lr
+    assert sure.search_range(tolerance=0.005) == (lr, lr) and sure.search_runs(tolerance=0.005) == 1
+    assert sure.search_factor(tolerance=0.005) == 1.0
+
+
 def test_recommended_lr_loses_no_more_than_the_median_on_200_synthetic_problems():
     """Asymmetric curves with a cliff (tests/synthetic.py), predicted at a held-out scale 25x
     larger in N: the mean regret of the recommended LR is at most the median's, and it

@@ -2,6 +2,7 @@
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -54,6 +55,30 @@ class TestRelative(WithInnerSamplers, RelativeSamplerTestCase):
 
 
 class TestSingleOnly(WithInnerSamplers, SingleOnlySamplerTestCase):
+    pass
+
+
+class FromOptunaHub:
+    """The same suite against the class OptunaHub loads from ``package/samplers/lrlaw``."""
+
+    @pytest.fixture
+    def sampler(self):
+        optunahub = pytest.importorskip("optunahub")
+        registry = Path(__file__).resolve().parents[1] / "package"
+        module = optunahub.load_local_module("samplers/lrlaw", registry_root=str(registry))
+        assert module.LRLawSampler is LRLawSampler  # the package re-exports the tested code, no copy
+        return lambda: module.LRLawSampler(seed=0)
+
+
+class TestBasicFromOptunaHub(FromOptunaHub, BasicSamplerTestCase):
+    pass
+
+
+class TestRelativeFromOptunaHub(FromOptunaHub, RelativeSamplerTestCase):
+    pass
+
+
+class TestSingleOnlyFromOptunaHub(FromOptunaHub, SingleOnlySamplerTestCase):
     pass
 
 

@@ -7,8 +7,10 @@ import sys
 import typer
 
 from optuna_lrlaw.cli import data
+from optuna_lrlaw.cli.compare import compare
 from optuna_lrlaw.cli.fit import fit
 from optuna_lrlaw.cli.ladder import ladder
+from optuna_lrlaw.cli.report import report
 
 app = typer.Typer(
     name="optuna-lrlaw",
@@ -19,6 +21,8 @@ app = typer.Typer(
 )
 app.command()(fit)
 app.command()(ladder)
+app.command()(compare)
+app.command()(report)
 app.add_typer(data.app, name="data")
 
 

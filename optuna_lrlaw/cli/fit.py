@@ -80,6 +80,8 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
             "hi90": hi,
             "log_lr_sd": prediction.log_lr_sd,
             "search_factor90": prediction.search_factor(0.9),
+            "search_range_0.5%": list(prediction.search_range(0.9, 0.005)),
+            "search_runs_0.5%": prediction.search_runs(0.9, 0.005),
             "recommended_lr": recommendation.lr,
             "expected_regret": recommendation.expected_regret,
             "divergence_probability": recommendation.divergence_probability,
@@ -123,9 +125,12 @@ def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
     lo, hi = prediction.interval(0.9)
     target = ", ".join(f"{k}={v:.3g}" for k, v in vars(prediction.scale).items() if v is not None)
     recommendation = prediction.recommend()
+    start, stop = prediction.search_range(0.9, 0.005)
     console.print(
         f"Predicted lr* at {target}: {prediction.lr:.3g} "
         f"(90% interval {lo:.3g} to {hi:.3g}; search factor x{prediction.search_factor(0.9):.2f})\n"
+        f"A search to land within 0.5% of the best loss: {start:.3g} to {stop:.3g}, "
+        f"{prediction.search_runs(0.9, 0.005)} log-spaced run(s) (the loss's curvature at this scale)\n"
         f"[bold]Recommended lr (lowest expected loss): {recommendation.lr:.3g}[/bold]  "
         f"(expected regret {100 * recommendation.expected_regret:.2f}%, "
         f"probability of divergence {100 * recommendation.divergence_probability:.1f}%)"

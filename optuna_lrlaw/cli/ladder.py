@@ -34,25 +34,14 @@ def ladder(
         str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
-    compare: Annotated[
-        bool,
-        typer.Option(
-            "--compare",
-            help="Then train --target-width three ways (at the law's LR, by μTransfer from the smallest rung, "
-            "by ordinary search) and compare their cost and regret. Pick a --target-width you can afford to search.",
-        ),
-    ] = False,
-    search_trials: Annotated[
-        int, typer.Option(help="With --compare: trials of each ordinary search (at the target, on μTransfer's proxy).")
-    ] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Search the optimal LR on proxies of growing width, refitting the law at each rung, and
     predict the LR at --target-width. Everything is stored in --storage; rerun to resume."""
     import optuna
 
-    from optuna_lrlaw.ladder import compare_search_costs, default_rungs, run_ladder
-    from optuna_lrlaw.ladder.compare import COMPARE_STAGES
+    from optuna_lrlaw.ladder import default_rungs, run_ladder
+    from optuna_lrlaw.ladder.run import json_records
 
     shape = {
         "depth": depth,
@@ -65,33 +54,20 @@ def ladder(
     rungs = default_rungs(_int_list(widths, "widths"), **shape)
     (target,) = default_rungs([target_width], **shape)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    console = Console(stderr=True)
+    console = table_console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
-    comparison = None
-    with _ProgressEvents(console, len(rungs) + (COMPARE_STAGES if compare else 0)) as events:
+    with ProgressEvents(console, len(rungs)) as events:
         result = run_ladder(rungs, trials=trials, events=events, **common)
-        if compare:
-            comparison = compare_search_costs(
-                result, rungs, target, search_trials=search_trials, proxy_trials=search_trials, events=events, **common
-            )
     prediction = result.predict(target.scale()) if result.law is not None else None
     if as_json:
         payload = {
             "storage": storage,
-            "rungs": _records(result.rungs),
+            "rungs": json_records(result.rungs),
             "target": _prediction_dict(target.name, prediction),
         }
-        if comparison is not None:
-            payload["comparison"] = _records(comparison)
         print(json.dumps(payload))
     else:
         _print_report(result.rungs, target.name, prediction)
-        if comparison is not None:
-            _print_comparison(comparison, target.name)
-
-
-def _records(table) -> list[dict]:
-    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -104,11 +80,12 @@ def _int_list(text: str, option: str) -> list[int]:
     return values
 
 
-class _ProgressEvents:
+class ProgressEvents:
     """Rich progress bars for the ladder: one over its stages (rungs, then any comparison's
-    searches), one over the current stage's trials."""
+    searches; ``n_stages=None`` when their number is not known ahead), one over the current
+    stage's trials."""
 
-    def __init__(self, console: Console, n_stages: int) -> None:
+    def __init__(self, console: Console, n_stages: int | None) -> None:
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -121,13 +98,14 @@ class _ProgressEvents:
         self.ladder_task = self.progress.add_task("stages", total=n_stages)
         self.rung_task: int | None = None
 
-    def __enter__(self) -> _ProgressEvents:
+    def __enter__(self) -> ProgressEvents:
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
+        if exc[0] is None and self.n_stages is not None:
             self.progress.update(self.ladder_task, completed=self.n_stages)
+        self._close_stage()
         self.progress.__exit__(*exc)
 
     def rung_started(self, index, rung, prior: LRPrediction | None, trials_left: int) -> None:
@@ -144,6 +122,12 @@ class _ProgressEvents:
         if self.rung_task is not None:
             self.progress.remove_task(self.rung_task)
         self.rung_task = self.progress.add_task(f"  {rung.name} trials", total=trials_left)
+
+    def _close_stage(self) -> None:
+        """The last stage, if it ended early (a rung converged), shows what it ran, not a bar stuck short."""
+        if self.rung_task is not None:
+            (task,) = (task for task in self.progress.tasks if task.id == self.rung_task)
+            self.progress.update(task.id, total=task.completed)
 
     def trial_finished(self, index, rung, trial) -> None:
         lr = trial.params.get("lr", math.nan)
@@ -173,13 +157,15 @@ def _prediction_dict(target: str, prediction: LRPrediction | None) -> dict | Non
     }
 
 
-def _table_console() -> Console:
-    # Piped output gets the width of the table rather than 80 columns of wrapped cells.
-    return Console(width=None if sys.stdout.isatty() else 160)
+def table_console(stderr: bool = False) -> Console:
+    """A console for tables: piped output gets the width of the table rather than 80 columns
+    of wrapped cells."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
 def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
-    console = _table_console()
+    console = table_console()
     table = Table(title="Scale-up ladder", caption="lr intervals are 90%; pruned/diverged count trials")
     columns = ("rung", "params", "tokens", "law's prediction", "trials", "pruned/div.", "best lr", "best loss")
     for column in (*columns, "optimum found", "FLOPs"):
@@ -210,30 +196,6 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
         f"[bold]Recommended lr (lowest expected loss): {recommendation.lr:.3g}[/bold]"
         f"  (expected regret {100 * recommendation.expected_regret:.2f}%)"
     )
-
-
-def _print_comparison(comparison, target: str) -> None:
-    console = _table_console()
-    device = ", ".join(sorted(set(comparison["device"])))
-    table = Table(
-        title=f"Choosing the LR of {target}: what it cost",
-        caption=f"regret: target loss over the best any strategy reached, minus 1; seconds on {device}",
-    )
-    for column in ("strategy", "runs", "at target", "lr", "target loss", "regret", "FLOPs", "x search", "seconds"):
-        table.add_column(column, justify="left" if column == "strategy" else "right", no_wrap=True)
-    for _, row in comparison.iterrows():
-        table.add_row(
-            row.strategy,
-            str(row.runs),
-            str(row.target_runs),
-            f"{row.lr:.3g}",
-            f"{row.loss:.4f}",
-            f"{100 * row.regret:.2f}%",
-            f"{row.flops:.3g}",
-            f"{row.flops_vs_search:.2f}",
-            f"{row.seconds:.0f}",
-        )
-    console.print(table)
 
 
 def _lr_text(lr: float, lo: float, hi: float) -> str:

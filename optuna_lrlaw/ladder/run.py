@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import optuna
 import pandas as pd
@@ -30,14 +30,14 @@ from optuna_lrlaw.integration import (
     LRLawSampler,
     set_study_scale,
 )
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, observations_from_study
-from optuna_lrlaw.ladder.rungs import Rung
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, observations_from_study, study_scale
+from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
-from optuna_lrlaw.proxies.parametrization import model_identity
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
 from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.scale import Scale
+from optuna_lrlaw.visualization import publish_to_dashboard
 
 #: Extra trials a rung may spend to bracket its optimum, and how far past its edge each goes.
 BRACKET_TRIALS = 2
@@ -45,6 +45,8 @@ BRACKET_STEP = 2.0
 #: Study user attributes the ladder writes: the rung's model (and place), and that it finished.
 RUNG_ATTR = "lrlaw.ladder.rung"
 DONE_ATTR = "lrlaw.ladder.done"
+#: What a proxy study's objective value is, for optuna-dashboard and `Study.metric_names`.
+METRIC_NAME = "validation_loss"
 
 
 class LadderEvents:
@@ -52,13 +54,13 @@ class LadderEvents:
 
     Any object with these methods will do (the CLI's rich progress bars are one)."""
 
-    def rung_started(self, index: int, rung: Rung, prior: LRPrediction | None, trials_left: int) -> None:
+    def rung_started(self, index: int, rung: AnyRung, prior: LRPrediction | None, trials_left: int) -> None:
         """Rung ``index`` starts; ``prior`` is the law's prediction for it (None on a first rung)."""
 
-    def trial_finished(self, index: int, rung: Rung, trial: FrozenTrial) -> None:
+    def trial_finished(self, index: int, rung: AnyRung, trial: FrozenTrial) -> None:
         """A trial of rung ``index`` has finished (completed, pruned or failed); -1 outside the ladder."""
 
-    def stage_started(self, label: str, rung: Rung, trials_left: int) -> None:
+    def stage_started(self, label: str, rung: AnyRung, trials_left: int) -> None:
         """A search outside the ladder starts (`compare_search_costs`): ``label`` names it."""
 
 
@@ -86,7 +88,7 @@ class LadderResult:
 
 
 def run_ladder(
-    rungs: Sequence[Rung],
+    rungs: Sequence[AnyRung],
     *,
     storage: str | optuna.storages.BaseStorage = "sqlite:///optuna-lrlaw.db",
     name: str = "ladder",
@@ -125,7 +127,7 @@ def run_ladder(
         raise ValueError("a ladder needs at least one rung")
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
-    ordered = sorted(rungs, key=lambda rung: rung.model.params())
+    ordered = sorted(rungs, key=lambda rung: rung.scale().params)
     names = [rung.name for rung in ordered]
     if len(set(names)) != len(names):
         raise ValueError(f"the rungs must differ in scale, got {names}")
@@ -154,12 +156,13 @@ def run_ladder(
         events.rung_started(index, rung, prior, trials_left)
         if trials_left > 0:
 
-            def report(study: optuna.Study, trial: FrozenTrial, index: int = index, rung: Rung = rung) -> None:
+            def report(study: optuna.Study, trial: FrozenTrial, index: int = index, rung: AnyRung = rung) -> None:
                 events.trial_finished(index, rung, trial)
 
             study.optimize(objective, n_trials=trials_left, callbacks=[LRLawConvergence(max_expected_regret), report])
             _bracket(study, objective, lr_range, report)
         study.set_user_attr(DONE_ATTR, True)
+        publish_to_dashboard(study, prior)
         rows.append(_summary(study, rung, prior))
     everything = LawFromStorage(storage, features=features, studies=study_names)
     with warnings.catch_warnings():  # no law at the end is what `law=None` says
@@ -167,31 +170,85 @@ def run_ladder(
         return LadderResult(pd.DataFrame(rows), everything.law_for(None))
 
 
-def record_rung(study: optuna.Study, rung: Rung, **place: object) -> None:
+def load_ladder(
+    storage: str | optuna.storages.BaseStorage,
+    name: str = "ladder",
+    *,
+    features: Sequence[str] = DEFAULT_FEATURES,
+) -> tuple[LadderResult, list[optuna.Study]]:
+    """A ladder climbed by `run_ladder`, read back from ``storage`` without training anything:
+    its result (each rung's row, the law on all rungs) and its studies, smallest rung first.
+
+    Raises:
+        ValueError: when ``storage`` holds no rung of a ladder called ``name``.
+    """
+    storage = optuna.storages.get_storage(storage)
+    prefix = f"{name}/"
+    summaries = [
+        summary
+        for summary in optuna.get_all_study_summaries(storage)
+        if summary.study_name.startswith(prefix)
+        and "/" not in summary.study_name[len(prefix) :]
+        and "index" in summary.user_attrs.get(RUNG_ATTR, {})
+    ]
+    if not summaries:
+        raise ValueError(f"the storage holds no rung of a ladder called {name!r} (studies named {prefix}RUNG)")
+    summaries.sort(key=lambda summary: summary.user_attrs[RUNG_ATTR]["index"])
+    studies = [optuna.load_study(study_name=s.study_name, storage=storage) for s in summaries]
+    names = [study.study_name for study in studies]
+    rows = []
+    for index, study in enumerate(studies):
+        stored = study.user_attrs[RUNG_ATTR]
+        scale = study_scale(study)
+        rung = _stored_rung(stored, scale)
+        with warnings.catch_warnings():  # a first rung has no law below it
+            warnings.simplefilter("ignore", UserWarning)
+            below = LawFromStorage(storage, features=features, studies=names[:index]).law_for(study)
+        rows.append(_summary(study, rung, None if below is None else below.predict(scale)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        law = LawFromStorage(storage, features=features, studies=names).law_for(None)
+    return LadderResult(pd.DataFrame(rows), law), studies
+
+
+def _stored_rung(stored: dict, scale: Scale) -> AnyRung:
+    """The rung a study recorded, rebuilt to read its runs (a `TrainerRung`'s training code is not stored)."""
+    if "trainer" in stored:
+
+        def cannot_train(lr: float, trial: optuna.Trial) -> float:
+            raise RuntimeError(f"rung {stored['trainer']!r} was read from storage: pass your own TrainerRung to train")
+
+        return TrainerRung(stored["trainer"], scale, cannot_train)
+    return Rung(ProxyConfig(**stored["model"]), tokens=int(scale.tokens), batch_size=stored.get("batch_size", 32))
+
+
+def record_rung(study: optuna.Study, rung: AnyRung, **place: object) -> None:
     """Record on ``study`` the rung it searches (model, batch size and ``place``), refusing a
     study that holds runs of another rung: they would enter the law as this rung's, since a
     study's name holds only the rung's size and tokens (`Rung.name`). Runs made under another
     version of the parametrization's rules (`RULES_VERSION`) are another rung too; a record
     without a version was made under version 1."""
-    now = {**model_identity(rung.model), "batch_size": rung.batch_size}
+    now = rung_identity(rung.record())
     stored = study.user_attrs.get(RUNG_ATTR)
     if stored is not None:
-        identity = model_identity(ProxyConfig(**stored["model"]))
-        before = {**identity, "rules": stored.get("rules", 1), "batch_size": stored.get("batch_size")}
+        before = rung_identity(stored)
         differ = [
             f"{key}: {before.get(key)!r} stored, {value!r} now"
             for key, value in now.items()
             if before.get(key) != value
         ]
         if differ:
-            why = " (the parametrization's rules changed since)" if before["rules"] != now["rules"] else ""
+            rules = before.get("rules") != now.get("rules") and "rules" in now
+            why = " (the parametrization's rules changed since)" if rules else ""
             raise ValueError(
                 f"study {study.study_name!r} holds runs of another rung ({'; '.join(differ)}){why}; "
                 "give this ladder another name or storage"
             )
-    study.set_user_attr(
-        RUNG_ATTR, {**place, "model": asdict(rung.model), "rules": now["rules"], "batch_size": rung.batch_size}
-    )
+    study.set_user_attr(RUNG_ATTR, {**place, **rung.record()})
+    if study.metric_names != [METRIC_NAME]:
+        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAME])
 
 
 def _bracket(
@@ -229,7 +286,7 @@ def _own_optimum(study: optuna.Study) -> tuple[pd.DataFrame, dict[str, object]]:
     return observations, estimate_optima(observations).iloc[0].to_dict()
 
 
-def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dict[str, object]:
+def _summary(study: optuna.Study, rung: AnyRung, prior: LRPrediction | None) -> dict[str, object]:
     observations, optimum = _own_optimum(study)
     best = observations[~observations["diverged"].astype(bool)].nsmallest(1, "loss")
     prior_lo, prior_hi = prior.interval(0.9) if prior else (math.nan, math.nan)
@@ -259,23 +316,30 @@ def _summary(study: optuna.Study, rung: Rung, prior: LRPrediction | None) -> dic
     }
 
 
-def study_cost(study: optuna.Study, rung: Rung) -> dict[str, float]:
+def study_cost(study: optuna.Study, rung: AnyRung) -> dict[str, float]:
     """What a study of ``rung`` has spent: its finished ``trials``, their ``flops`` and ``wall_seconds``."""
     trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
     return {
         "trials": len(trials),
-        "flops": sum(_trial_flops(t, rung) for t in trials),
-        "wall_seconds": sum(
-            (t.datetime_complete - t.datetime_start).total_seconds()
-            for t in trials
-            if t.datetime_complete and t.datetime_start
-        ),
+        "flops": sum(trial_flops(t, rung) for t in trials),
+        "wall_seconds": sum(trial_seconds(t) for t in trials),
     }
 
 
-def _trial_flops(trial: FrozenTrial, rung: Rung) -> float:
+def trial_seconds(trial: FrozenTrial) -> float:
+    """A finished run's wall time, start to end (0 if it never recorded both)."""
+    if trial.datetime_complete and trial.datetime_start:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return 0.0
+
+
+def trial_flops(trial: FrozenTrial, rung: AnyRung) -> float:
     """A finished run's FLOPs as it recorded them; a pruned run's up to its last reported step."""
     if "flops" in trial.user_attrs:
         return float(trial.user_attrs["flops"])
-    steps = trial.last_step or 0
-    return float(rung.model.flops_per_token() * rung.scale().batch_tokens * steps)
+    return float(rung.step_flops() * (trial.last_step or 0))
+
+
+def json_records(table: pd.DataFrame) -> list[dict]:
+    """A table's rows as JSON-ready dicts (NaN as None)."""
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")

@@ -1,12 +1,21 @@
-"""The rungs of a scale-up ladder: proxy models of growing size, each with its token budget."""
+"""The rungs of a scale-up ladder: models of growing size, each with its token budget.
+
+A `Rung` is one of our GPT proxies; a `TrainerRung` is any model the user trains with their
+own code, given by its scale and a function that trains one run. `run_ladder` climbs either.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 
+import optuna
+
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective, proxy_objective
+from optuna_lrlaw.proxies.parametrization import model_identity
 from optuna_lrlaw.proxies.train import TrainConfig
 from optuna_lrlaw.science.scale import Scale
 
@@ -46,6 +55,107 @@ class Rung:
     def scale(self) -> Scale:
         """The scale the law sees, the same at every LR: (active) parameters, tokens trained, tokens per step."""
         return self.training(lr=1.0).scale()
+
+    def record(self) -> dict[str, object]:
+        """What a study stores about its rung (`record_rung`): the model, its rules' version, the batch size."""
+        return {
+            "model": asdict(self.model),
+            "rules": model_identity(self.model)["rules"],
+            "batch_size": self.batch_size,
+        }
+
+    def step_flops(self) -> float:
+        """FLOPs of one optimizer step: what a pruned run cost per step it reported."""
+        return self.model.flops_per_token() * self.scale().batch_tokens
+
+
+@dataclass(frozen=True)
+class TrainerRung:
+    """One step of a ladder trained by your own code: its scale, and a function that trains one run.
+
+    ``train(lr, trial)`` trains the rung's model at peak learning rate ``lr`` and returns its
+    final validation loss (NaN or inf if the run diverged). It may report intermediate
+    losses to ``trial`` and raise ``optuna.TrialPruned`` when ``trial.should_prune()``, and
+    set the ``flops`` user attribute (default: 6 N D). ``name`` identifies the rung in the
+    storage: its study is ``{ladder}/{name}``, so it must change when the model does.
+
+    Example:
+        >>> def train(lr, trial):
+        ...     return 2.0 + (math.log(lr) + 6.0) ** 2 / 100  # your training loop here
+        >>> rung = TrainerRung("my-gpt-d4", Scale(params=2e6, tokens=4e7), train)
+        >>> rung.scale().params
+        2000000.0
+    """
+
+    name: str
+    at: Scale
+    train: Callable[[float, optuna.Trial], float]
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"a TrainerRung's name must be non-empty and hold no '/', got {self.name!r}")
+        if not isinstance(self.at, Scale):
+            raise ValueError(f"a TrainerRung's scale must be a Scale, got {self.at!r}")
+
+    def scale(self) -> Scale:
+        return self.at
+
+    def objective(self, lr_range: tuple[float, float], lr_param: str = "lr", **options) -> TrainerObjective:
+        """The Optuna objective of this rung; ``options`` (``device``, training fields) are for
+        proxies and must be empty here: your ``train`` decides how it trains."""
+        ignored = {key for key, value in options.items() if value is not None and key != "device"}
+        if ignored:
+            raise ValueError(
+                f"TrainerRung {self.name!r} trains with your own code: options {sorted(ignored)} do not apply"
+            )
+        return TrainerObjective(self, lr_range, lr_param)
+
+    def record(self) -> dict[str, object]:
+        return {"trainer": self.name, "scale": {k: v for k, v in vars(self.at).items() if v is not None}}
+
+    def step_flops(self) -> float:
+        """Unknown for your trainer: a pruned run without a ``flops`` attribute is charged nothing."""
+        return 0.0
+
+
+class TrainerObjective:
+    """``objective(trial)`` calls a `TrainerRung`'s ``train`` at the suggested LR and records
+    what the ladder reads: the scale, divergence (a non-finite loss), and FLOPs."""
+
+    def __init__(self, rung: TrainerRung, lr_range: tuple[float, float], lr_param: str) -> None:
+        low, high = lr_range
+        if not 0 < low < high:
+            raise ValueError(f"lr_range must be (low, high) with 0 < low < high, got {lr_range!r}")
+        self.rung, self.lr_range, self.lr_param = rung, (low, high), lr_param
+
+    @property
+    def scale(self) -> Scale:
+        return self.rung.at
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        lr = trial.suggest_float(self.lr_param, *self.lr_range, log=True)
+        loss = float(self.rung.train(lr, trial))
+        for name, attr in SCALE_ATTRS.items():
+            value = getattr(self.scale, name)
+            if value is not None:
+                trial.set_user_attr(attr, value)
+        diverged = not math.isfinite(loss)
+        trial.set_user_attr(DIVERGED_ATTR, diverged)
+        if "flops" not in trial.user_attrs:
+            trial.set_user_attr("flops", 6.0 * (self.scale.active_params or self.scale.params) * self.scale.tokens)
+        return math.inf if diverged else loss
+
+
+#: Either kind of rung: `run_ladder` climbs both.
+AnyRung = Rung | TrainerRung
+
+
+def rung_identity(record: dict) -> dict[str, object]:
+    """What makes two rungs the same, from what `Rung.record` or `TrainerRung.record` stored."""
+    if "trainer" in record:
+        return {"trainer": record["trainer"], **record["scale"]}
+    identity = model_identity(ProxyConfig(**record["model"]))
+    return {**identity, "rules": record.get("rules", 1), "batch_size": record.get("batch_size")}
 
 
 def default_rungs(

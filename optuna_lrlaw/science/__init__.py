@@ -11,8 +11,11 @@ from optuna_lrlaw.science.optimum import OptimumEstimate, estimate_optimum
 from optuna_lrlaw.science.prediction import LRPrediction, Recommendation
 from optuna_lrlaw.science.priors import LawPrior
 from optuna_lrlaw.science.scale import Scale
+from optuna_lrlaw.science.truth_curve import TruthCurve, fit_truth_curve
 
 __all__ = [
+    "TruthCurve",
+    "fit_truth_curve",
     "BatchSizeLaw",
     "LRLaw",
     "LRPrediction",

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from optuna_lrlaw.science._bayes import FloatArray
 from optuna_lrlaw.science._design import Design
@@ -94,6 +94,28 @@ class LossShape:
             exponential = growth * special.ndtr(z - s * sd)  # E[e^{s u}; u <= cliff]
             curve = 2.0 * (exponential - below - s * linear) / s**2
         return self.curvature * curve + DIVERGED_EXCESS * (1.0 - below)
+
+    def tolerance_band(self, tolerance: float) -> tuple[float, float]:
+        """How far below and above eta* (in log LR) the loss stays within ``tolerance`` of the
+        best: ``excess(-below) = excess(above) = tolerance``, ``above`` capped at the cliff.
+
+        Example:
+            >>> LossShape(curvature=0.01, skew=0.0, cliff=math.inf).tolerance_band(0.0025)
+            (0.5, 0.5)
+        """
+        if not tolerance > 0:
+            raise ValueError(f"tolerance must be positive, got {tolerance!r}")
+        if not self.curvature > 0:
+            return math.inf, self.cliff
+
+        def reach(sign: float) -> float:
+            # linex grows without bound on both sides, so the band ends within a bracket that doubles.
+            end = 1.0
+            while self.curvature * float(linex(sign * end, self.skew)) < tolerance:
+                end *= 2
+            return optimize.brentq(lambda u: self.curvature * float(linex(sign * u, self.skew)) - tolerance, 0, end)
+
+        return reach(-1.0), min(reach(1.0), self.cliff)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

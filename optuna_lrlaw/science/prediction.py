@@ -135,11 +135,39 @@ class LRPrediction:
         lo, hi = (float(points[np.argmin(np.abs(np.log(points / end)))]) for end in self.interval(q))
         return lo, hi
 
-    def search_factor(self, q: float = 0.9) -> float:
-        """The factor f such that ``[lr / f, lr * f]`` spans the ``q`` interval: how wide
-        (multiplicatively) an LR search at this scale must reach."""
-        lo, hi = self.interval(q)
+    def search_factor(self, q: float = 0.9, tolerance: float | None = None) -> float:
+        """How wide (multiplicatively) an LR search at this scale must reach: the factor f
+        such that ``[lr / f, lr * f]`` spans the ``q`` interval of eta*, or, given a
+        ``tolerance``, the narrower `search_range` that is enough to land within it."""
+        lo, hi = self.interval(q) if tolerance is None else self.search_range(q, tolerance)
         return math.sqrt(hi / lo)
+
+    def search_range(self, q: float = 0.9, tolerance: float = 0.005) -> tuple[float, float]:
+        """The LRs a search must cover so that, with probability ``q``, one of them loses at
+        most ``tolerance`` (0.005: 0.5%) against the optimum.
+
+        An LR whose loss is within the tolerance of eta*'s is as good as eta* to the user.
+        Such LRs reach ``below`` under eta* and ``above`` over it, where the loss shape at
+        this scale rises by ``tolerance`` (`LossShape.tolerance_band`): the flatter the
+        curve (paper B, arXiv 2410.05838: the loss grows less sensitive to the LR as the
+        horizon grows), the wider that band and the less a search must cover. If eta* lies
+        in the ``q`` interval ``[lo, hi]``, an LR from ``lo * e^above`` to ``hi * e^-below``
+        is within reach of it; when that range is empty, the recommended LR alone is.
+        """
+        lo, hi = self.interval(q)
+        below, above = self.shape.tolerance_band(tolerance)
+        start, stop = lo * math.exp(above), hi * math.exp(-below)
+        if start >= stop:
+            lr = self.recommend().lr
+            return lr, lr
+        return start, stop
+
+    def search_runs(self, q: float = 0.9, tolerance: float = 0.005) -> int:
+        """Runs of a log-spaced grid over `search_range` such that eta*, anywhere in the ``q``
+        interval, has a grid LR within ``tolerance`` of its loss: 1 when the range is one LR."""
+        start, stop = self.search_range(q, tolerance)
+        below, above = self.shape.tolerance_band(tolerance)
+        return 1 + math.ceil(math.log(stop / start) / (below + above))
 
     def __str__(self) -> str:
         lo, hi = self.interval(0.9)

@@ -1,0 +1,62 @@
+"""A rung's figures and note inside its study, where optuna-dashboard shows them."""
+
+from __future__ import annotations
+
+import importlib
+
+import optuna
+
+from optuna_lrlaw.integration.sampler import BELIEF_ATTR
+from optuna_lrlaw.integration.study import observations_from_study
+from optuna_lrlaw.science.optimum import estimate_optimum
+from optuna_lrlaw.science.prediction import LRPrediction
+from optuna_lrlaw.visualization._study import plot_belief, plot_sweep
+
+#: The ids the figures are saved under: saving again replaces them.
+SWEEP_FIGURE, BELIEF_FIGURE = "lrlaw-sweep", "lrlaw-belief"
+
+
+def publish_to_dashboard(study: optuna.Study, prior: LRPrediction | None = None) -> bool:
+    """Save the study's sweep and belief figures (`plot_sweep`, `plot_belief`) and a markdown
+    note (the law's prior, the sweep's posterior, the recommended LR, the search factor) into
+    the study for optuna-dashboard. Returns False, writing nothing, when optuna-dashboard or
+    plotly is not installed (``pip install 'optuna-lrlaw[dashboard]'``).
+
+    Example:
+        >>> publish_to_dashboard(optuna.load_study(study_name="ladder/w32-d2-D245760", storage=url))  # doctest: +SKIP
+    """
+    try:
+        dashboard = importlib.import_module("optuna_dashboard")
+        importlib.import_module("plotly.graph_objects")
+    except ImportError:
+        return False
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return False
+    dashboard.save_plotly_graph_object(study, plot_sweep(study), graph_object_id=SWEEP_FIGURE)
+    if any(BELIEF_ATTR in t.system_attrs for t in complete):
+        dashboard.save_plotly_graph_object(study, plot_belief(study), graph_object_id=BELIEF_FIGURE)
+    dashboard.save_note(study, _note(study, prior))
+    return True
+
+
+def _note(study: optuna.Study, prior: LRPrediction | None) -> str:
+    runs = observations_from_study(study)
+    estimate = estimate_optimum(runs["lr"], runs["loss"], diverged=runs["diverged"].to_numpy(dtype=bool))
+    lo, hi = estimate.interval(0.9)
+    lines = [f"## {study.study_name}", ""]
+    if prior is None:
+        lines.append("- **Prior**: none (the first rung searches from a wide prior).")
+    else:
+        p_lo, p_hi = prior.interval(0.9)
+        lines += [
+            f"- **Prior** (the law of the rungs below): lr* {prior.lr:.3g}, 90% interval {p_lo:.3g} to "
+            f"{p_hi:.3g}, search factor x{prior.search_factor(0.9):.2f}",
+            f"- **Recommended LR** (lowest expected loss under the prior): {prior.recommend().lr:.3g}",
+        ]
+    bound = "" if estimate.bracketed else f" (not bracketed: the optimum may lie {estimate.beyond} the sweep)"
+    lines.append(
+        f"- **Posterior** from {estimate.n_runs} runs ({estimate.n_diverged} diverged): lr* {estimate.lr:.3g}, "
+        f"90% interval {lo:.3g} to {hi:.3g}{bound}"
+    )
+    return "\n".join(lines) + "\n"
