@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from optuna_lrlaw import Scale, study_scale
 from optuna_lrlaw.cli import app
-from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, default_rungs, run_ladder
+from optuna_lrlaw.integration.study import DIVERGED_ATTR
+from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, TrainerRung, default_rungs, run_ladder
 from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS, load_ladder, record_rung
 from optuna_lrlaw.proxies import ProxyConfig
 
@@ -248,3 +249,63 @@ def test_each_rung_shows_its_figures_and_note_in_optuna_dashboard(climbed):
         note = dashboard.get_note(study)
         assert "**Posterior**" in note
         assert ("**Prior**: none" in note) == (index == 0) and ("**Recommended LR**" in note) == (index > 0)
+
+
+def analytic_train(params):
+    """A 'trainer' whose loss is a parabola in log LR around 3e-3 * (N / 1e4)^-0.5; diverges far above."""
+
+    def train(lr, trial):
+        u = math.log(lr / (3e-3 * (params / 1e4) ** -0.5))
+        if u > 2.5:
+            return math.nan
+        for step in range(3):
+            trial.report(3.0 + 0.05 * u**2 + 0.1 * (2 - step), step)
+        return 3.0 + 0.05 * u**2
+
+    return train
+
+
+def trainer_rungs():
+    return [TrainerRung(f"mine-{n}", Scale(params=n, tokens=20 * n), analytic_train(n)) for n in (1e4, 4e4, 1.6e5)]
+
+
+def test_a_ladder_climbs_rungs_trained_by_your_own_code(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'own.db'}"
+    events = Recorder()
+    result = run_ladder(trainer_rungs(), storage=storage, trials=6, events=events)
+    assert list(result.rungs["rung"]) == ["mine-10000.0", "mine-40000.0", "mine-160000.0"]
+    assert result.rungs["bracketed"].all()
+    for n, lr_star in zip((1e4, 4e4, 1.6e5), result.rungs["lr_star"], strict=True):
+        assert lr_star == pytest.approx(3e-3 * (n / 1e4) ** -0.5, rel=0.2)
+    exponent = result.law.coefficients().loc["params", "estimate"]
+    assert exponent == pytest.approx(-0.5, abs=0.15)
+    study = optuna.load_study(study_name="ladder/mine-40000.0", storage=storage)
+    assert study.user_attrs[RUNG_ATTR]["trainer"] == "mine-40000.0"
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert all(t.user_attrs["flops"] == 6 * 4e4 * 20 * 4e4 for t in complete)
+    # Resumed: nothing runs again; read back, the same table.
+    again = Recorder()
+    run_ladder(trainer_rungs(), storage=storage, trials=6, events=again)
+    assert again.finished == []
+    loaded, _ = load_ladder(storage)
+    assert list(loaded.rungs["lr_star"]) == pytest.approx(list(result.rungs["lr_star"]))
+
+
+def test_a_trainer_rung_reports_divergence_and_refuses_proxy_options(tmp_path):
+    rung = trainer_rungs()[0]
+    study = optuna.create_study()
+    study.enqueue_trial({"lr": 0.5})
+    study.optimize(rung.objective((1e-4, 1.0)), n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == math.inf
+    assert trial.user_attrs[DIVERGED_ATTR] is True
+    with pytest.raises(ValueError, match="options \\['corpus'\\] do not apply"):
+        rung.objective((1e-4, 1e-1), corpus="x.bin")
+    with pytest.raises(ValueError, match="no '/'"):
+        TrainerRung("a/b", Scale(1e4, 1e5), analytic_train(1e4))
+    # The same name with another scale is another rung: refused, as for proxies.
+    storage = f"sqlite:///{tmp_path / 'clash.db'}"
+    run_ladder([rung, trainer_rungs()[1]], storage=storage, trials=3)
+    moved = TrainerRung(rung.name, Scale(params=2e4, tokens=2e5), analytic_train(2e4))
+    with pytest.raises(ValueError, match="holds runs of another rung"):
+        run_ladder([moved, trainer_rungs()[1]], storage=storage, trials=3)

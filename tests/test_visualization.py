@@ -108,3 +108,16 @@ def test_without_plotly_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
     with pytest.raises(ImportError, match=r"optuna-lrlaw\[plots\]"):
         plot_law(fit_law(law_runs()))
+
+
+def test_a_sweep_too_small_to_locate_the_optimum_is_still_drawn():
+    study = optuna.create_study()
+    set_study_scale(study, Scale(1e7, 1e9))
+    for lr, loss in ((1e-3, 2.6), (3e-3, 2.5)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": lr}, distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1)}, value=loss
+            )
+        )
+    fig = plot_sweep(study)
+    assert "too few finite runs" in fig.layout.title.text and len(fig.data[0].x) == 2

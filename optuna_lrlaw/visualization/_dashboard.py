@@ -8,9 +8,8 @@ import optuna
 
 from optuna_lrlaw.integration.sampler import BELIEF_ATTR
 from optuna_lrlaw.integration.study import observations_from_study
-from optuna_lrlaw.science.optimum import estimate_optimum
 from optuna_lrlaw.science.prediction import LRPrediction
-from optuna_lrlaw.visualization._study import plot_belief, plot_sweep
+from optuna_lrlaw.visualization._study import plot_belief, plot_sweep, sweep_optimum
 
 #: The ids the figures are saved under: saving again replaces them.
 SWEEP_FIGURE, BELIEF_FIGURE = "lrlaw-sweep", "lrlaw-belief"
@@ -41,9 +40,7 @@ def publish_to_dashboard(study: optuna.Study, prior: LRPrediction | None = None)
 
 
 def _note(study: optuna.Study, prior: LRPrediction | None) -> str:
-    runs = observations_from_study(study)
-    estimate = estimate_optimum(runs["lr"], runs["loss"], diverged=runs["diverged"].to_numpy(dtype=bool))
-    lo, hi = estimate.interval(0.9)
+    estimate = sweep_optimum(observations_from_study(study))
     lines = [f"## {study.study_name}", ""]
     if prior is None:
         lines.append("- **Prior**: none (the first rung searches from a wide prior).")
@@ -54,9 +51,13 @@ def _note(study: optuna.Study, prior: LRPrediction | None) -> str:
             f"{p_hi:.3g}, search factor x{prior.search_factor(0.9):.2f}",
             f"- **Recommended LR** (lowest expected loss under the prior): {prior.recommend().lr:.3g}",
         ]
-    bound = "" if estimate.bracketed else f" (not bracketed: the optimum may lie {estimate.beyond} the sweep)"
-    lines.append(
-        f"- **Posterior** from {estimate.n_runs} runs ({estimate.n_diverged} diverged): lr* {estimate.lr:.3g}, "
-        f"90% interval {lo:.3g} to {hi:.3g}{bound}"
-    )
+    if estimate is None:
+        lines.append("- **Posterior**: too few finite runs to locate the optimum yet.")
+    else:
+        lo, hi = estimate.interval(0.9)
+        bound = "" if estimate.bracketed else f" (not bracketed: the optimum may lie {estimate.beyond} the sweep)"
+        lines.append(
+            f"- **Posterior** from {estimate.n_runs} runs ({estimate.n_diverged} diverged): lr* {estimate.lr:.3g}, "
+            f"90% interval {lo:.3g} to {hi:.3g}{bound}"
+        )
     return "\n".join(lines) + "\n"

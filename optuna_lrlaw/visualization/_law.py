@@ -76,7 +76,7 @@ def plot_law(law: LRLaw, target: Scale | None = None) -> go.Figure:
         )
     fig.update_xaxes(title_text="parameters N", type="log")
     fig.update_yaxes(title_text="optimal peak learning rate", type="log")
-    fig.update_layout(title="The learning-rate law", height=520, width=900)
+    fig.update_layout(title="The learning-rate law", height=520)
     return fig
 
 

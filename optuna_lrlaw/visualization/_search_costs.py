@@ -52,5 +52,5 @@ def plot_search_costs(comparison: Comparison) -> go.Figure:
     fig.add_hline(y=0.5, line_dash="dash", annotation_text="0.5% regret")
     fig.update_xaxes(title_text="FLOPs trained to choose the LR (target run included)", type="log")
     fig.update_yaxes(title_text="regret vs own parametrization's best (%)", rangemode="tozero")
-    fig.update_layout(title="Choosing the target's learning rate: regret against compute", height=560, width=980)
+    fig.update_layout(title="Choosing the target's learning rate: regret against compute", height=560)
     return fig

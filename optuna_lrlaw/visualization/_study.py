@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
+import pandas as pd
 
 from optuna_lrlaw.integration.sampler import BELIEF_ATTR
 from optuna_lrlaw.integration.study import observations_from_study
-from optuna_lrlaw.science.optimum import estimate_optimum
+from optuna_lrlaw.science.optimum import OptimumEstimate, estimate_optimum
 from optuna_lrlaw.visualization._plotly import graph_objects
 
 if TYPE_CHECKING:
@@ -31,11 +32,12 @@ def plot_sweep(study: optuna.Study, lr_param: str = "lr") -> go.Figure:
     runs = observations_from_study(study, lr_param=lr_param)
     diverged = runs["diverged"].to_numpy(dtype=bool)
     finite = runs[~diverged]
-    estimate = estimate_optimum(runs["lr"], runs["loss"], diverged=diverged)
-    lo, hi = estimate.interval(0.9)
+    estimate = sweep_optimum(runs)
     fig = go.Figure()
-    fig.add_vrect(x0=lo, x1=hi, fillcolor="hsla(30, 90%, 55%, 0.2)", line_width=0)
-    fig.add_vline(x=estimate.lr, line_dash="dash", line_color="hsl(30, 90%, 40%)")
+    if estimate is not None:
+        lo, hi = estimate.interval(0.9)
+        fig.add_vrect(x0=lo, x1=hi, fillcolor="hsla(30, 90%, 55%, 0.2)", line_width=0)
+        fig.add_vline(x=estimate.lr, line_dash="dash", line_color="hsl(30, 90%, 40%)")
     fig.add_scatter(
         x=finite["lr"],
         y=finite["loss"],
@@ -53,8 +55,10 @@ def plot_sweep(study: optuna.Study, lr_param: str = "lr") -> go.Figure:
             marker={"size": 11, "symbol": "x", "color": "hsl(0, 75%, 50%)"},
             name="diverged run (drawn at the top)",
         )
-    if estimate.curvature is not None and estimate.min_loss is not None:
-        u = np.linspace(-_PARABOLA_REACH, _PARABOLA_REACH, 81)
+    if estimate is not None and estimate.curvature is not None and estimate.min_loss is not None:
+        # Within the runs it was fitted near, not beyond them: there the parabola says nothing.
+        span = np.log(finite["lr"].to_numpy(dtype=float) / estimate.lr)
+        u = np.linspace(max(span.min(), -_PARABOLA_REACH), min(span.max(), _PARABOLA_REACH), 81)
         fig.add_scatter(
             x=estimate.lr * np.exp(u),
             y=estimate.min_loss + estimate.curvature * u**2,
@@ -62,15 +66,26 @@ def plot_sweep(study: optuna.Study, lr_param: str = "lr") -> go.Figure:
             line={"color": "hsl(210, 30%, 60%)"},
             name="parabola fitted near the minimum",
         )
-    note = "" if estimate.bracketed else f" (not bracketed: the optimum may lie {estimate.beyond})"
+    if estimate is None:
+        title = f"{study.study_name}: too few finite runs to locate eta*"
+    else:
+        note = "" if estimate.bracketed else f" (not bracketed: the optimum may lie {estimate.beyond})"
+        title = f"{study.study_name}: eta* = {estimate.lr:.3g}, 90% interval {lo:.3g} to {hi:.3g}{note}"
     fig.update_xaxes(title_text=f"peak learning rate ({lr_param})", type="log")
     fig.update_yaxes(title_text="final validation loss (nats/token)")
     fig.update_layout(
-        title=f"{study.study_name}: eta* = {estimate.lr:.3g}, 90% interval {lo:.3g} to {hi:.3g}{note}",
+        title=title,
         height=480,
-        width=900,
     )
     return fig
+
+
+def sweep_optimum(runs: pd.DataFrame) -> OptimumEstimate | None:
+    """The posterior of a sweep's optimum, or None while its runs cannot locate one."""
+    try:
+        return estimate_optimum(runs["lr"], runs["loss"], diverged=runs["diverged"].to_numpy(dtype=bool))
+    except ValueError:  # fewer than three finite runs, and no prior
+        return None
 
 
 def plot_belief(study: optuna.Study, lr_param: str = "lr") -> go.Figure:
@@ -116,5 +131,9 @@ def plot_belief(study: optuna.Study, lr_param: str = "lr") -> go.Figure:
     )
     fig.update_xaxes(title_text="trial")
     fig.update_yaxes(title_text=f"learning rate ({lr_param})", type="log")
-    fig.update_layout(title=f"{study.study_name}: the sampler's belief, trial by trial", height=480, width=900)
+    fig.update_layout(
+        title=f"{study.study_name}: the sampler's belief, trial by trial",
+        height=480,
+        legend={"orientation": "h", "y": -0.2},  # the loss colour bar holds the right side
+    )
     return fig
