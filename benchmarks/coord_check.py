@@ -170,7 +170,7 @@ def figure(frames: dict, path: Path) -> None:
             fig.update_yaxes(type="log", row=row, col=col)
     fig.update_layout(title="Coordinate check: mean |activation| against width, per step", height=900, width=1600)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(path, include_plotlyjs="cdn")
+    fig.write_html(path, include_plotlyjs="directory")
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def figure(frame: pd.DataFrame, path: Path) -> None:
     fig.update_yaxes(title_text="validation loss (nats/byte), mean over seeds", row=1, col=1)
     fig.update_layout(title="Loss versus learning rate, GPT proxies on the standard-library corpus", height=480)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(path, include_plotlyjs="cdn")
+    fig.write_html(path, include_plotlyjs="directory")
 
 
 def main() -> None:

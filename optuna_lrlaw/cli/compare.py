@@ -34,7 +34,7 @@ def compare(
     seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
     replay_seeds: Annotated[int | None, typer.Option(help="Seeds of each replayed search (preset: 100).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write everything measured as JSON here.")] = None,
-    figure: Annotated[Path | None, typer.Option(help="Write the regret-against-FLOPs figure here (HTML).")] = None,
+    figure: Annotated[Path | None, typer.Option(help="Write the regret-against-FLOPs figure here (HTML; plotly.min.js beside it).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Climb an sp and a μP ladder, measure the truth at a target 18x (cpu) or 27x (gpu) larger,
@@ -68,7 +68,7 @@ def compare(
         from optuna_lrlaw.visualization import plot_search_costs
 
         figure.parent.mkdir(parents=True, exist_ok=True)
-        plot_search_costs(comparison).write_html(figure, include_plotlyjs="cdn")
+        plot_search_costs(comparison).write_html(figure, include_plotlyjs="directory")
     if as_json:
         print(json.dumps(payload))
         return
