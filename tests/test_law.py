@@ -1,12 +1,13 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from synthetic import law_coverage, sweep
 
-from optuna_lrlaw import LRLaw, Scale, fit_law, priors
+from optuna_lrlaw import LRLaw, Scale, fit_law, priors, read_observations
 
 
 def law_runs(seed=0, params=(1e7, 2.5e7, 6.25e7), tokens=(1e9, 4e9), a=-0.5, b=0.1):
@@ -105,10 +106,18 @@ def test_published_priors_transform_exactly_to_the_fit_reference():
     mean, cov = prior.gaussian(("params", "tokens"), {"params": 5e8, "tokens": 3e10})
     expected = math.log(1.79) - 0.713 * math.log(5e8) + 0.307 * math.log(3e10)
     assert mean[0] == pytest.approx(expected)
-    assert cov[0, 0] == pytest.approx(0.25)
+    assert cov[0, 0] == pytest.approx(1.0)
     # Elsewhere the exponents' uncertainty adds to it.
     _, cov_far = prior.gaussian(("params", "tokens"), {"params": 5e10, "tokens": 3e10})
-    assert cov_far[0, 0] == pytest.approx(0.25 + (0.15 * math.log(100)) ** 2)
+    assert cov_far[0, 0] == pytest.approx(1.0 + (0.3 * math.log(100)) ** 2)
+
+
+@pytest.mark.parametrize("prior", [priors.WEAK, priors.STEP_LAW, priors.DEEPSEEK])
+def test_the_shipped_example_overrules_every_published_prior(prior):
+    """Eight sweeps are enough to overrule a published law where it is wrong about them."""
+    runs = read_observations(Path(__file__).resolve().parents[1] / "examples" / "data" / "synthetic_runs.csv")
+    lo, hi = fit_law(runs, prior=prior).predict(Scale(1e8, 6.4e9)).interval(0.9)
+    assert lo < 0.5 * 1e8**-0.35 * 6.4e9**-0.05 < hi  # the law behind examples/make_synthetic_runs.py
 
 
 def test_unconfirmed_units_warn():

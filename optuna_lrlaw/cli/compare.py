@@ -34,7 +34,9 @@ def compare(
     seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
     replay_seeds: Annotated[int | None, typer.Option(help="Seeds of each replayed search (preset: 100).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write everything measured as JSON here.")] = None,
-    figure: Annotated[Path | None, typer.Option(help="Write the regret-against-FLOPs figure here (HTML; plotly.min.js beside it).")] = None,
+    figure: Annotated[
+        Path | None, typer.Option(help="Write the regret-against-FLOPs figure here (HTML; plotly.min.js beside it).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Climb an sp and a μP ladder, measure the truth at a target 18x (cpu) or 27x (gpu) larger,
