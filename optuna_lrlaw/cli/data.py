@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Prepare token corpora for proxy training.", no_args_is_help=True)
+app = typer.Typer(help="Prepare token corpora for proxy training.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command()
