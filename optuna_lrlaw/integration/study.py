@@ -27,6 +27,7 @@ loss is not comparable with final losses and is left out.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 
 import optuna
@@ -42,8 +43,19 @@ SCALE_ATTRS: dict[str, str] = {
     "batch_tokens": "lrlaw.batch_tokens",
 }
 DIVERGED_ATTR = "lrlaw.diverged"
+#: What a proxy's objective value is (its final validation loss): `Study.metric_names`,
+#: shown by optuna-dashboard.
+METRIC_NAME = "validation_loss"
 #: The trial states that can say something about the optimum (see `trial_outcome`).
 FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+
+
+def name_the_metric(study: optuna.Study) -> None:
+    """Name the study's objective `METRIC_NAME` (once), for optuna-dashboard and `Study.metric_names`."""
+    if study.metric_names != [METRIC_NAME]:
+        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAME])
 
 
 def set_study_scale(study: optuna.Study, scale: Scale) -> None:

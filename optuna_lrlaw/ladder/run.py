@@ -30,7 +30,13 @@ from optuna_lrlaw.integration import (
     LRLawSampler,
     set_study_scale,
 )
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, observations_from_study, study_scale
+from optuna_lrlaw.integration.study import (
+    DIVERGED_ATTR,
+    FINISHED_STATES,
+    name_the_metric,
+    observations_from_study,
+    study_scale,
+)
 from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
@@ -45,8 +51,6 @@ BRACKET_STEP = 2.0
 #: Study user attributes the ladder writes: the rung's model (and place), and that it finished.
 RUNG_ATTR = "lrlaw.ladder.rung"
 DONE_ATTR = "lrlaw.ladder.done"
-#: What a proxy study's objective value is, for optuna-dashboard and `Study.metric_names`.
-METRIC_NAME = "validation_loss"
 
 
 class LadderEvents:
@@ -245,10 +249,7 @@ def record_rung(study: optuna.Study, rung: AnyRung, **place: object) -> None:
                 "give this ladder another name or storage"
             )
     study.set_user_attr(RUNG_ATTR, {**place, **rung.record()})
-    if study.metric_names != [METRIC_NAME]:
-        with warnings.catch_warnings():  # set_metric_names is experimental in Optuna
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([METRIC_NAME])
+    name_the_metric(study)
 
 
 def _bracket(

@@ -7,7 +7,7 @@ import importlib
 import optuna
 
 from optuna_lrlaw.integration.sampler import BELIEF_ATTR
-from optuna_lrlaw.integration.study import observations_from_study
+from optuna_lrlaw.integration.study import name_the_metric, observations_from_study
 from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.visualization._study import plot_belief, plot_sweep, sweep_optimum
 
@@ -16,10 +16,11 @@ SWEEP_FIGURE, BELIEF_FIGURE = "lrlaw-sweep", "lrlaw-belief"
 
 
 def publish_to_dashboard(study: optuna.Study, prior: LRPrediction | None = None) -> bool:
-    """Save the study's sweep and belief figures (`plot_sweep`, `plot_belief`) and a markdown
-    note (the law's prior, the sweep's posterior, the recommended LR, the search factor) into
-    the study for optuna-dashboard. Returns False, writing nothing, when optuna-dashboard or
-    plotly is not installed (``pip install 'optuna-lrlaw[dashboard]'``).
+    """Name the study's objective (`METRIC_NAME`), and save its sweep and belief figures
+    (`plot_sweep`, `plot_belief`) and a markdown note (the law's prior, the sweep's
+    posterior, the recommended LR, the search factor) into the study for optuna-dashboard.
+    Returns False, writing nothing, when optuna-dashboard or plotly is not installed
+    (``pip install 'optuna-lrlaw[dashboard]'``).
 
     Example:
         >>> publish_to_dashboard(optuna.load_study(study_name="ladder/w32-d2-D245760", storage=url))  # doctest: +SKIP
@@ -32,6 +33,7 @@ def publish_to_dashboard(study: optuna.Study, prior: LRPrediction | None = None)
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not complete:
         return False
+    name_the_metric(study)
     dashboard.save_plotly_graph_object(study, plot_sweep(study), graph_object_id=SWEEP_FIGURE)
     if any(BELIEF_ATTR in t.system_attrs for t in complete):
         dashboard.save_plotly_graph_object(study, plot_belief(study), graph_object_id=BELIEF_FIGURE)
