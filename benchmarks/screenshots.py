@@ -1,9 +1,12 @@
 """Screenshots of the ladder report and of optuna-dashboard showing a rung, in a real headless browser.
 
     python benchmarks/screenshots.py STORAGE [--name ladder] [--out docs/figures] [--browser chromium]
+    python benchmarks/screenshots.py --figure docs/figures/comparison_cpu.html
 
 Writes ``report.png`` (``optuna-lrlaw report`` rendered offline) and ``dashboard.png`` (the
 first rung's study page in optuna-dashboard, whose figures and note `run_ladder` saved).
+With ``--figure``, renders a plotly HTML figure to a PNG beside it instead (the static image
+of a figure for docs read without JavaScript).
 Needs Chromium or Chrome (``apt-get install chromium``) and ``pip install
 'optuna-lrlaw[dashboard]'``. A rung climbed before figures were saved gets them here first
 (`publish_to_dashboard`).
@@ -29,7 +32,7 @@ from optuna_lrlaw.visualization import ladder_report, publish_to_dashboard
 def screenshot(browser: str, url: str, out: Path, height: int) -> None:
     """A full-width PNG of ``url`` after its scripts have had 15 s of (virtual) time to draw."""
     args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
-    args += [f"--window-size=1280,{height}", "--virtual-time-budget=15000", f"--screenshot={out}", url]
+    args += [f"--window-size=1100,{height}", "--virtual-time-budget=15000", f"--screenshot={out}", url]
     subprocess.run(args, check=True, capture_output=True, timeout=180)
     print(f"wrote {out}")
 
@@ -55,11 +58,17 @@ def wait_for(port: int, server: subprocess.Popen, timeout: float = 120.0) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("storage")
+    parser.add_argument("storage", nargs="?")
+    parser.add_argument("--figure", type=Path, help="render this HTML figure to a PNG beside it, and stop")
     parser.add_argument("--name", default="ladder")
     parser.add_argument("--out", type=Path, default=Path("docs/figures"))
     parser.add_argument("--browser", default=shutil.which("chromium") or shutil.which("google-chrome") or "chromium")
     args = parser.parse_args()
+    if args.figure:
+        screenshot(args.browser, args.figure.resolve().as_uri(), args.figure.with_suffix(".png"), 620)
+        return
+    if not args.storage:
+        parser.error("give a STORAGE (or --figure)")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     result, studies = load_ladder(args.storage, args.name)
