@@ -50,6 +50,7 @@ from optuna_lrlaw.ladder.run import (
     trial_seconds,
 )
 from optuna_lrlaw.ladder.rungs import Rung, default_rungs
+from optuna_lrlaw.proxies.objective import ProxyObjective
 from optuna_lrlaw.science.law import LRLaw
 from optuna_lrlaw.science.truth_curve import TruthCurve, fit_truth_curve
 
@@ -287,15 +288,9 @@ class _Runner:
         each LR."""
         low, high = min(min(lrs), self.plan.lr_range[0]), max(max(lrs), self.plan.lr_range[1])
         objective = rung.objective((low, high), lr_param=LR_PARAM, device=self.device, seed=seed, **self.training)
-        study = optuna.create_study(
-            storage=self.storage,
-            study_name=f"{self.name}/compare/{label}/{rung.name}/seed{seed}",
-            sampler=optuna.samplers.RandomSampler(seed=self.seed),
-            pruner=optuna.pruners.NopPruner(),
-            load_if_exists=True,
+        study = self._study(
+            f"{label}/{rung.name}/seed{seed}", rung, objective, optuna.samplers.RandomSampler(seed=self.seed)
         )
-        record_rung(study, rung)
-        set_study_scale(study, objective.scale)
         stored = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.WAITING))
         have = {t.params.get(LR_PARAM, t.system_attrs.get("fixed_params", {}).get(LR_PARAM)) for t in stored}
         for lr in lrs:
@@ -308,6 +303,34 @@ class _Runner:
             study.optimize(objective, n_trials=waiting, callbacks=[self._report(rung)])
         finished = {t.params[LR_PARAM]: t for t in study.get_trials(deepcopy=False, states=FINISHED_STATES)}
         return {lr: finished[lr] for lr in lrs}
+
+    def _study(
+        self,
+        label: str,
+        rung: Rung,
+        objective: ProxyObjective,
+        sampler: optuna.samplers.BaseSampler,
+        pruner: optuna.pruners.BasePruner | None = None,
+    ) -> optuna.Study:
+        """The study ``{name}/compare/{label}`` of ``rung``'s runs, created or resumed."""
+        study = optuna.create_study(
+            storage=self.storage,
+            study_name=f"{self.name}/compare/{label}",
+            sampler=sampler,
+            pruner=pruner or optuna.pruners.NopPruner(),
+            load_if_exists=True,
+        )
+        record_rung(study, rung)
+        set_study_scale(study, objective.scale)
+        return study
+
+    def _search(self, label: str, study: optuna.Study, rung: Rung, objective: ProxyObjective, trials: int) -> list:
+        """Run ``study`` until it has ``trials`` finished trials; all of them."""
+        left = trials - len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+        self.events.stage_started(label, rung, max(left, 0))
+        if left > 0:
+            study.optimize(objective, n_trials=left, callbacks=[self._report(rung)])
+        return study.get_trials(deepcopy=False, states=FINISHED_STATES)
 
     def _report(self, rung: Rung):
         return lambda study, trial: self.events.trial_finished(-1, rung, trial)
@@ -368,22 +391,11 @@ class _Runner:
         objective = target.objective(
             (float(truth.lrs[0]), float(truth.lrs[-1])), lr_param=LR_PARAM, device=self.device, **self.training
         )
-        study = optuna.create_study(
-            storage=self.storage,
-            study_name=f"{self.name}/compare/search-pruned/{target.name}",
-            sampler=optuna.samplers.TPESampler(seed=self.seed),
-            pruner=optuna.pruners.MedianPruner(),
-            load_if_exists=True,
-        )
-        record_rung(study, target)
-        set_study_scale(study, objective.scale)
-        left = self.plan.pruned_search_trials - len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
-        self.events.stage_started("TPE + median pruner", target, max(left, 0))
-        if left > 0:
-            study.optimize(objective, n_trials=left, callbacks=[self._report(target)])
-        trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
-        lr = _best_completed(trials).params[LR_PARAM]
-        row = self._row("TPE + median pruner (real)", "sp", lr, truth, trials, chosen_seed0=_best_completed(trials))
+        tpe = optuna.samplers.TPESampler(seed=self.seed)
+        study = self._study(f"search-pruned/{target.name}", target, objective, tpe, optuna.pruners.MedianPruner())
+        trials = self._search("TPE + median pruner", study, target, objective, self.plan.pruned_search_trials)
+        best = _best_completed(trials)
+        row = self._row("TPE + median pruner (real)", "sp", best.params[LR_PARAM], truth, trials, chosen_seed0=best)
         row["pruned"] = sum(t.state == TrialState.PRUNED for t in trials)
         return row
 
@@ -392,20 +404,9 @@ class _Runner:
         scored by its replays' mean."""
         plan = self.plan
         objective = target.objective(plan.lr_range, lr_param=LR_PARAM, device=self.device, **self.training)
-        study = optuna.create_study(
-            storage=self.storage,
-            study_name=f"{self.name}/compare/law-sampler/{target.name}",
-            sampler=LRLawSampler(ladder.law, scale=target.scale(), seed=self.seed),
-            pruner=optuna.pruners.NopPruner(),
-            load_if_exists=True,
-        )
-        record_rung(study, target)
-        set_study_scale(study, objective.scale)
-        left = plan.sampler_trials - len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
-        self.events.stage_started("law + LRLawSampler", target, max(left, 0))
-        if left > 0:
-            study.optimize(objective, n_trials=left, callbacks=[self._report(target)])
-        trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+        sampler = LRLawSampler(ladder.law, scale=target.scale(), seed=self.seed)
+        study = self._study(f"law-sampler/{target.name}", target, objective, sampler)
+        trials = self._search("law + LRLawSampler", study, target, objective, plan.sampler_trials)
         best = _best_completed(trials)
         row = self._row(
             f"law + LRLawSampler, {plan.sampler_trials} trials",
