@@ -27,8 +27,10 @@ loss is not comparable with final losses and is left out.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -48,6 +50,50 @@ DIVERGED_ATTR = "lrlaw.diverged"
 METRIC_NAME = "validation_loss"
 #: The trial states that can say something about the optimum (see `trial_outcome`).
 FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+
+
+def open_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """The Optuna storage at ``storage`` (a URL), or one clear error saying what is wrong with it.
+
+    An SQLite URL is checked before anything is created: its folder must exist and be
+    writable, and an existing file must be an SQLite database. Any other URL goes to
+    Optuna (SQLAlchemy), whose failure is reported with the URL.
+    """
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    if not isinstance(storage, str) or "://" not in storage:
+        raise ValueError(
+            f"storage {storage!r} is not a URL: use sqlite:///PATH.db, postgresql://USER:PASSWORD@HOST/DB "
+            "or mysql://USER:PASSWORD@HOST/DB"
+        )
+    scheme, _, rest = storage.partition("://")
+    if scheme == "sqlite":
+        _check_sqlite_path(storage, rest[1:])
+    try:
+        return optuna.storages.get_storage(storage)
+    except Exception as error:  # SQLAlchemy's and the drivers' errors: report them with the URL
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot open storage {storage!r}: {reason}") from None
+
+
+def _check_sqlite_path(url: str, path: str) -> None:
+    if path in ("", ":memory:"):
+        return
+    file = Path(path)
+    folder = file.parent.resolve()
+    if not folder.is_dir():
+        raise ValueError(f"storage {url!r}: the folder {folder} does not exist")
+    if file.is_dir():
+        raise ValueError(f"storage {url!r}: {file} is a folder, not a database file")
+    if file.exists():
+        with file.open("rb") as handle:
+            header = handle.read(16)
+        if header and header != b"SQLite format 3\x00":
+            raise ValueError(f"storage {url!r}: {file} is not an SQLite database")
+        if not os.access(file, os.W_OK):
+            raise ValueError(f"storage {url!r}: {file} is not writable")
+    elif not os.access(folder, os.W_OK):
+        raise ValueError(f"storage {url!r}: the folder {folder} is not writable")
 
 
 def name_the_metric(study: optuna.Study) -> None:

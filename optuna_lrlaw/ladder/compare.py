@@ -38,7 +38,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration import LRLawSampler, set_study_scale
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, open_storage
 from optuna_lrlaw.ladder.replay import REGRET_GOALS, replay_search, summarize_replay, trials_to_goal
 from optuna_lrlaw.ladder.run import (
     LadderEvents,
@@ -51,6 +51,7 @@ from optuna_lrlaw.ladder.run import (
 )
 from optuna_lrlaw.ladder.rungs import Rung, default_rungs
 from optuna_lrlaw.proxies.objective import ProxyObjective
+from optuna_lrlaw.proxies.train import resolve_device
 from optuna_lrlaw.science.law import LRLaw
 from optuna_lrlaw.science.truth_curve import TruthCurve, fit_truth_curve
 
@@ -213,7 +214,8 @@ def compare_search_costs(
         >>> plan = comparison_plan("cpu")                                          # doctest: +SKIP
         >>> compare_search_costs(plan, storage="sqlite:///compare.db").strategies  # doctest: +SKIP
     """
-    storage = optuna.storages.get_storage(storage)
+    resolve_device(device)  # before the storage is created: a bad device writes nothing
+    storage = open_storage(storage)
     events = events or LadderEvents()
     runner = _Runner(storage, name, plan, device, seed, events, {**plan.training, **training})
     return runner.compare()

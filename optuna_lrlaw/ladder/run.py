@@ -35,11 +35,13 @@ from optuna_lrlaw.integration.study import (
     FINISHED_STATES,
     name_the_metric,
     observations_from_study,
+    open_storage,
     study_scale,
 )
 from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
+from optuna_lrlaw.proxies.train import resolve_device
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
 from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.scale import Scale
@@ -135,7 +137,9 @@ def run_ladder(
     names = [rung.name for rung in ordered]
     if len(set(names)) != len(names):
         raise ValueError(f"the rungs must differ in scale, got {names}")
-    storage = optuna.storages.get_storage(storage)
+    if any(isinstance(rung, Rung) for rung in rungs):
+        resolve_device(device)  # before the storage is created: a bad device writes nothing
+    storage = open_storage(storage)
     events = events or LadderEvents()
     study_names = [f"{name}/{rung_name}" for rung_name in names]
     rows = []
@@ -186,7 +190,7 @@ def load_ladder(
     Raises:
         ValueError: when ``storage`` holds no rung of a ladder called ``name``.
     """
-    storage = optuna.storages.get_storage(storage)
+    storage = open_storage(storage)
     prefix = f"{name}/"
     summaries = [
         summary

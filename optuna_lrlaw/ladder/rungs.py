@@ -179,6 +179,9 @@ def default_rungs(
         >>> [rung.name for rung in default_rungs((32, 64))]
         ['w32-d2-D245760', 'w64-d2-D983040']
     """
+    for name, value in (("depth", depth), ("head_dim", head_dim), ("seq_len", seq_len), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not widths or any(w < 1 or w % head_dim for w in widths):
         raise ValueError(f"widths must be positive multiples of head_dim={head_dim}, got {list(widths)}")
     if len(set(widths)) != len(widths):

@@ -9,7 +9,7 @@ import torch
 
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS
 from optuna_lrlaw.proxies.config import ProxyConfig
-from optuna_lrlaw.proxies.train import TrainConfig, train_proxy
+from optuna_lrlaw.proxies.train import TrainConfig, resolve_device, train_proxy
 from optuna_lrlaw.science.scale import Scale
 
 
@@ -27,6 +27,7 @@ class ProxyObjective:
         low, high = lr_range
         if not 0 < low < high:
             raise ValueError(f"lr_range must be (low, high) with 0 < low < high, got {lr_range!r}")
+        resolve_device(device)  # a device this machine lacks is refused now, not in the first trial
         self.config, self.lr_range, self.lr_param, self.device = config, (low, high), lr_param, device
 
     @property

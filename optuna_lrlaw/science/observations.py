@@ -61,6 +61,10 @@ def _as_flags(frame: pd.DataFrame) -> pd.Series:
     return words.isin(_TRUE)
 
 
+#: The range of plausible peak learning rates: beyond it a value is a unit or typing error.
+MIN_LR, MAX_LR = 1e-12, 1e3
+
+
 def validate_observations(frame: pd.DataFrame, *, require: tuple[str, ...] = ()) -> pd.DataFrame:
     """Check a table of runs against the schema and return a clean copy.
 
@@ -95,10 +99,23 @@ def validate_observations(frame: pd.DataFrame, *, require: tuple[str, ...] = ())
         if bad.any():
             row = bad.idxmax()
             raise _fail(column, row, f"must be finite and positive, got {values[row]!r}")
+    lr = clean["lr"]
+    unusable = (lr < MIN_LR) | (lr > MAX_LR)
+    if unusable.any():
+        row = unusable.idxmax()
+        raise _fail("lr", row, f"{lr[row]!r} is not a learning rate: expected {MIN_LR:g} to {MAX_LR:g}")
     bad_loss = ~np.isfinite(clean["loss"]) & ~clean["diverged"]
     if bad_loss.any():
         row = bad_loss.idxmax()
         raise _fail("loss", row, f"{clean['loss'][row]!r} is not finite, and the run is not marked diverged")
+    not_positive = np.isfinite(clean["loss"]) & (clean["loss"] <= 0)
+    if not_positive.any():
+        row = not_positive.idxmax()
+        raise _fail("loss", row, f"{clean['loss'][row]!r} is not positive: the law compares runs by relative loss")
+    keys = [c for c in (*REQUIRED_COLUMNS, "batch_tokens", "diverged") if c in clean.columns]
+    twice = clean.duplicated(subset=keys, keep="first")
+    if twice.any():
+        raise ValueError(f"row {twice.idxmax()} repeats an earlier row exactly (the same run twice?): drop one")
     return clean
 
 
@@ -110,7 +127,10 @@ def read_observations(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".txt"):
-        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        try:
+            frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"cannot read {path}: it is not UTF-8 text (byte {error.start}: {error.reason})") from None
     elif suffix in (".parquet", ".pq"):
         try:
             frame = pd.read_parquet(path)

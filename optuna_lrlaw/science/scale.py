@@ -79,6 +79,8 @@ class Scale:
             key = key.strip()
             if not sep or key not in allowed:
                 raise ValueError(f"cannot read scale {text!r}: expected key=value pairs with keys {allowed}")
+            if key in fields:
+                raise ValueError(f"cannot read scale {text!r}: {key} is given twice")
             try:
                 fields[key] = float(value)
             except ValueError:
