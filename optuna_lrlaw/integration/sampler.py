@@ -224,6 +224,21 @@ class LRLawSampler(BaseSampler):
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: list[float] | None
     ) -> None:
         self._inner.after_trial(study, trial, state, values)
+        if trial.params and self.lr_param not in trial.params:
+            self._warn_no_lr_param(study, trial)
+
+    def _warn_no_lr_param(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        key = (study._study_id, "no lr_param")
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        warnings.warn(
+            f"LRLawSampler looks for the learning rate under {self.lr_param!r}, but trial {trial.number} of "
+            f"study {study.study_name!r} suggested only {sorted(trial.params)}: the law is not used. "
+            f"Pass lr_param= the name your objective suggests the learning rate under",
+            stacklevel=2,
+        )
 
     def reseed_rng(self) -> None:
         self._seed = int(np.random.SeedSequence().generate_state(1)[0])
