@@ -12,7 +12,10 @@ Two test beds, each scoring one run at the law's median and one at `recommend()`
   largest from the smaller ones only): its 17 (N, D) cells at their best batch size with
   the law in N and D, and every (cell, batch size) sweep with >= 4 LRs with the law in N,
   D and B; regret is the loss of the grid LR nearest the chosen LR over the sweep's best,
-  minus 1.
+  minus 1 (as a grid search would measure it), and again "interpolated": the sweep's losses
+  joined by a shape-preserving cubic in log LR (`fit_truth_curve`), read at the chosen LR
+  itself over the cubic's minimum. Rounding to the grid (a factor 1.41 apart) decides a
+  gap of a few percent in LR by which side of a grid midpoint it falls; the cubic does not.
 
 Differences are paired (same problem, same law) and called only beyond twice their
 standard error.
@@ -46,6 +49,7 @@ from synthetic import draw_problem  # noqa: E402
 from optuna_lrlaw import Scale, fit_law  # noqa: E402
 from optuna_lrlaw.science.loss_shape import DIVERGED_EXCESS  # noqa: E402
 from optuna_lrlaw.science.steplaw import read_steplaw  # noqa: E402
+from optuna_lrlaw.science.truth_curve import fit_truth_curve  # noqa: E402
 
 
 def synthetic_rows(problems: int, seed: int, *, batch: bool = False) -> list[dict]:
@@ -81,11 +85,15 @@ def steplaw_rows(csv: Path) -> list[dict]:
                 scale = Scale(held_out, tokens, batch_tokens if "batch_tokens" in features else None)
                 prediction = law.predict(scale)
                 row = {"bed": bed, "params": held_out, "tokens": tokens, "batch_tokens": batch_tokens}
+                curve = fit_truth_curve(sweep.assign(seed=0), min_seeds=1)
+                interpolated = {**row, "bed": f"{bed} (interpolated)"}
                 for name, lr in (("median", prediction.lr), ("recommended", prediction.recommend().lr)):
                     nearest, regret = _regret(sweep, sweep["loss"].min(), lr)
                     row[f"{name}_diverged"] = bool(sweep.loc[sweep["lr"] == nearest, "diverged"].all())
                     row[f"{name}_regret"] = regret
-                rows.append(row)
+                    interpolated[f"{name}_diverged"] = row[f"{name}_diverged"]
+                    interpolated[f"{name}_regret"] = float(curve.regret(lr))
+                rows += [row, interpolated]
     return rows
 
 

@@ -118,13 +118,16 @@ def _interpolate(lrs: FloatArray, losses: FloatArray) -> PchipInterpolator:
     return lambda lr: curve(np.log(lr))  # type: ignore[return-value]
 
 
-def fit_truth_curve(runs: pd.DataFrame) -> TruthCurve:
+def fit_truth_curve(runs: pd.DataFrame, *, min_seeds: int = 2) -> TruthCurve:
     """The truth curve of one model from its grid runs: columns ``lr``, ``seed``, ``loss``
     (and optionally ``diverged``), one row per run.
 
+    ``min_seeds=1`` accepts a grid at one seed (a published sweep, say): the curve then
+    interpolates it, with no noise estimate (``seed_sd`` 0).
+
     Raises:
-        ValueError: fewer than three grid LRs, an LR with fewer than two seeds, or a
-            non-finite loss.
+        ValueError: fewer than three grid LRs, an LR with fewer than ``min_seeds`` seeds,
+            or a non-finite loss.
     """
     missing = {"lr", "seed", "loss"} - set(runs.columns)
     if missing:
@@ -135,8 +138,10 @@ def fit_truth_curve(runs: pd.DataFrame) -> TruthCurve:
     if by_lr.ngroups < 3:
         raise ValueError(f"a truth curve needs at least 3 grid LRs, got {by_lr.ngroups}")
     seeds = int(by_lr["seed"].nunique().min())
-    if seeds < 2:
-        raise ValueError("a truth curve needs every grid LR trained at 2 or more seeds: their spread is its noise")
+    if seeds < min_seeds:
+        raise ValueError(
+            f"a truth curve needs every grid LR trained at {min_seeds} or more seeds: their spread is its noise"
+        )
     lrs = np.array(sorted(by_lr.groups), dtype=float)
     mean_loss = by_lr["loss"].mean().loc[lrs].to_numpy(dtype=float)
     diverged = runs["diverged"].astype(bool) if "diverged" in runs.columns else pd.Series(False, index=runs.index)
