@@ -112,3 +112,9 @@ def test_trials_to_goal_and_the_replay_summary():
     assert summary["flops"].tolist() == [10.0, 20.0, 30.0] and summary["seconds"].tolist() == [2.0, 4.0, 6.0]
     assert summary["regret"].iloc[0] == pytest.approx(0.041 / 3)
     assert summary["regret_se"].iloc[0] == pytest.approx(regrets[:, 0].std(ddof=1) / math.sqrt(3))
+
+
+def test_a_single_seed_grid_is_accepted_when_asked_and_has_no_noise():
+    curve = fit_truth_curve(grid_runs(seeds=(0,)), min_seeds=1)
+    assert curve.seeds == 1 and curve.seed_sd == 0.0
+    assert curve.best_lr == pytest.approx(OPTIMUM, rel=0.05)
