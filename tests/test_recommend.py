@@ -6,12 +6,13 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from scipy import integrate, stats
 from synthetic import draw_problem, sweep
 from test_law import law_runs
 
 from optuna_lrlaw import LRLawSampler, Scale, fit_law
 from optuna_lrlaw.science._bayes import GaussianMixture
-from optuna_lrlaw.science.loss_shape import LossShape, linex
+from optuna_lrlaw.science.loss_shape import DIVERGED_EXCESS, LossShape, linex
 from optuna_lrlaw.science.prediction import LRPrediction
 
 
@@ -23,19 +24,42 @@ def belief(mean, sd, shape):
 @pytest.mark.parametrize("skew", [0.0, 1.0, 2.5])
 @pytest.mark.parametrize("sd", [0.2, 0.6])
 def test_without_a_cliff_the_recommendation_is_the_linex_minimiser(skew, sd):
-    """a* = mu - s sigma^2 / 2 for a normal belief and the LINEX loss (Zellner 1986)."""
-    mean = math.log(3e-3)
-    recommendation = belief(mean, sd, LossShape(0.01, skew, math.inf)).recommend()
+    """a* = mu - s sigma^2 / 2 for a normal belief and the LINEX loss (Zellner 1986), where the
+    curve stays far below the diverged excess (a curvature of 1e-4: the cap lies 4 e-folds out)."""
+    mean, curvature = math.log(3e-3), 1e-4
+    recommendation = belief(mean, sd, LossShape(curvature, skew, math.inf)).recommend()
     assert math.log(recommendation.lr) == pytest.approx(mean - skew * sd**2 / 2, abs=0.01)
     assert recommendation.median_lr == pytest.approx(3e-3, rel=1e-6)
     assert recommendation.expected_regret <= recommendation.median_expected_regret
     # The expected excess under the LINEX loss has a closed form too.
     u = math.log(recommendation.lr) - mean
     if skew == 0:
-        exact = 0.01 * (u**2 + sd**2)
+        exact = curvature * (u**2 + sd**2)
     else:
-        exact = 0.01 * 2 * (math.exp(skew * u + skew**2 * sd**2 / 2) - 1 - skew * u) / skew**2
-    assert recommendation.expected_regret == pytest.approx(exact, rel=1e-9)
+        exact = curvature * 2 * (math.exp(skew * u + skew**2 * sd**2 / 2) - 1 - skew * u) / skew**2
+    assert recommendation.expected_regret == pytest.approx(exact, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape", [LossShape(0.002, 4.0, math.inf), LossShape(0.01, 1.75, 1.5), LossShape(0.2, 0.0, 0.8)]
+)
+@pytest.mark.parametrize(("mean", "sd"), [(0.0, 0.3), (-1.0, 1.0), (0.5, 0.9)])
+def test_no_run_costs_more_than_a_diverged_one(shape, mean, sd):
+    """The excess is capped at a diverged run's, and its expectation is still exact."""
+    u = np.linspace(-20, 20, 4001)
+    assert shape.excess(u).max() == pytest.approx(DIVERGED_EXCESS)
+    numeric = integrate.quad(
+        lambda x: float(shape.excess(x)) * stats.norm.pdf(x, mean, sd), mean - 12 * sd, mean + 12 * sd, limit=400
+    )[0]
+    assert float(shape.expected_excess(mean, sd)) == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+
+
+def test_a_steep_curve_does_not_push_an_uncertain_recommendation_off_the_belief():
+    """Uncapped, a skew of 4 and a belief sd of 1 would put the LR of lowest expected loss
+    mu - 8 / 2 = 4 e-folds below the median; no run can lose more than a diverged one."""
+    prediction = belief(math.log(3e-3), 1.0, LossShape(0.02, 4.0, math.inf))
+    lo, _ = prediction.interval(0.98)
+    assert prediction.recommend().lr > lo
 
 
 def test_a_cliff_within_reach_pushes_the_recommendation_down():

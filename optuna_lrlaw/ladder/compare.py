@@ -15,7 +15,8 @@ The strategies (``../shared/science.md`` §1 for μP and μTransfer):
    rungs' tokens per parameter, its best LR carried unchanged to the μP target;
 3. **μTransfer, horizon matched**: the same sweep with the base model trained on the
    target's tokens (μP transfers across width, not across training horizon);
-4. **law ladder (sp)**: `run_ladder` on sp rungs, one run at the law's recommended LR;
+4. **law ladder (sp)**: `run_ladder` on sp rungs, one run at the law's recommended LR
+   (and, as its own row, one at the law's median);
 5. **law ladder (μP)**: the same ladder in μP (the law learns the horizon drift μP leaves);
 6. **law + LRLawSampler**: the sp law as the sampler's prior, a few trials at the target
    (replayed over many seeds, and run once for real).
@@ -366,14 +367,17 @@ class _Runner:
     # -- The strategies ------------------------------------------------------------------------------
 
     def _law_rows(self, ladders, targets, truth) -> list[dict]:
+        """One target run at the law's recommended LR, and one at its median, per parametrization."""
         rows = []
         for parametrization, label in (("sp", "law ladder (sp)"), ("mup", "law ladder (μP)")):
             ladder, target = ladders[parametrization], targets[parametrization]
-            lr = ladder.predict(target.scale()).recommend().lr
-            run = self._train(f"law-{parametrization}", target, [lr])[lr]
-            rows.append(
-                self._row(label, parametrization, lr, truth[parametrization], [run], ladder_cost=_ladder_cost(ladder))
-            )
+            prediction = ladder.predict(target.scale())
+            for suffix, lr in (("", prediction.recommend().lr), (", median", prediction.lr)):
+                run = self._train(f"law-{parametrization}", target, [lr])[lr]
+                cost = _ladder_cost(ladder)
+                rows.append(
+                    self._row(label + suffix, parametrization, lr, truth[parametrization], [run], ladder_cost=cost)
+                )
         return rows
 
     def _transfer_rows(self, target: Rung, truth: TruthCurve) -> list[dict]:

@@ -15,6 +15,7 @@ less sensitive to the LR as the horizon grows.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -70,30 +71,46 @@ class LossShape:
     cliff: float
 
     def excess(self, u: FloatArray | float) -> FloatArray:
-        """Relative loss excess at ``u``; `DIVERGED_EXCESS` past the cliff."""
+        """Relative loss excess at ``u``: the LINEX curve up to `DIVERGED_EXCESS`, and that past
+        the cliff. No run loses more than a diverged one: a loss as high as an untrained
+        model's is as bad as it gets, however steep the curve near the optimum."""
         u = np.asarray(u, dtype=float)
-        return np.where(u > self.cliff, DIVERGED_EXCESS, self.curvature * linex(u, self.skew))
+        curve = np.minimum(self.curvature * linex(u, self.skew), DIVERGED_EXCESS)
+        return np.where(u > self.cliff, DIVERGED_EXCESS, curve)
 
     def expected_excess(self, mean: FloatArray, sd: FloatArray) -> FloatArray:
         """``E[excess(u)]`` for ``u ~ N(mean, sd^2)``, exactly (broadcasting over arrays).
 
-        Below the cliff the LINEX term is an exponential and a line, whose expectations over
-        a normal truncated at the cliff are closed-form; past it, the diverged excess.
+        The LINEX curve holds on the band ``[-below, above]`` where it stays under
+        `DIVERGED_EXCESS` (``above`` ending at the cliff); on the band it is an exponential
+        and a line, whose expectations over a normal truncated to the band are closed-form;
+        outside it the excess is `DIVERGED_EXCESS`. Without that cap an exponential fitted
+        near the optimum would charge an uncertain belief for losses far beyond any run's,
+        and push the recommendation far below the optimum.
         """
         mean, sd = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(sd, dtype=float))
-        z = (self.cliff - mean) / sd
-        below = special.ndtr(z)  # P(u <= cliff)
+        below, above = self._capped_band
+        p_low, curve_low = self._truncated(-below, mean, sd)
+        p_high, curve_high = self._truncated(above, mean, sd)
+        return self.curvature * (curve_high - curve_low) + DIVERGED_EXCESS * (1.0 - (p_high - p_low))
+
+    @functools.cached_property
+    def _capped_band(self) -> tuple[float, float]:
+        return self.tolerance_band(DIVERGED_EXCESS)
+
+    def _truncated(self, end: float, mean: FloatArray, sd: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``P(u <= end)`` and ``E[linex(u); u <= end]`` for ``u ~ N(mean, sd^2)`` (``end`` may be infinite)."""
+        z = (end - mean) / sd
+        probability = special.ndtr(z)
         density = np.where(np.isfinite(z), stats.norm.pdf(z), 0.0)
-        linear = mean * below - sd * density  # E[u; u <= cliff]
+        linear = mean * probability - sd * density  # E[u; u <= end]
         if abs(self.skew) < 1e-9:
-            edge = np.where(np.isfinite(z), self.cliff + mean, 0.0)
-            curve = (mean**2 + sd**2) * below - sd * edge * density  # E[u^2; u <= cliff]
-        else:
-            s = self.skew
-            growth = np.exp(np.minimum(s * mean + 0.5 * s**2 * sd**2, 700.0))
-            exponential = growth * special.ndtr(z - s * sd)  # E[e^{s u}; u <= cliff]
-            curve = 2.0 * (exponential - below - s * linear) / s**2
-        return self.curvature * curve + DIVERGED_EXCESS * (1.0 - below)
+            edge = np.where(np.isfinite(z), end + mean, 0.0)
+            return probability, (mean**2 + sd**2) * probability - sd * edge * density  # E[u^2; u <= end]
+        s = self.skew
+        growth = np.exp(np.minimum(s * mean + 0.5 * s**2 * sd**2, 700.0))
+        exponential = growth * special.ndtr(z - s * sd)  # E[e^{s u}; u <= end]
+        return probability, 2.0 * (exponential - probability - s * linear) / s**2
 
     def tolerance_band(self, tolerance: float) -> tuple[float, float]:
         """How far below and above eta* (in log LR) the loss stays within ``tolerance`` of the
