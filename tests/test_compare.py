@@ -8,6 +8,7 @@ import pytest
 from tiny import TINY, TRAINING, WIDTHS
 from typer.testing import CliRunner
 
+from optuna_lrlaw import fit_law, priors
 from optuna_lrlaw.cli import app
 from optuna_lrlaw.ladder import (
     ComparisonPlan,
@@ -71,9 +72,13 @@ def one_run_flops(rung):
 def test_every_strategy_is_charged_for_every_run_it_trained(compared, code_corpus):
     storage, plan, comparison, _ = compared
     rows = comparison.strategies.set_index("strategy")
-    assert list(rows.index[:6]) == [
+    assert list(rows.index[:10]) == [
         "law ladder (sp)",
+        "law ladder (sp), median",
         "law ladder (μP)",
+        "law ladder (μP), median",
+        "law ladder (μP, μP prior)",
+        "law ladder (μP, μP prior), median",
         "μTransfer",
         "μTransfer, horizon matched",
         "TPE + median pruner (real)",
@@ -124,6 +129,10 @@ def test_each_strategy_is_scored_against_its_own_parametrizations_truth(compared
     # The law's row trains the law's recommended LR; the sampler's row is scored by its replays.
     sp_law = ladder_of(storage, plan, code_corpus).law
     assert rows.loc["law ladder (sp)", "lr"] == pytest.approx(sp_law.predict(plan.target.scale()).recommend().lr)
+    assert rows.loc["law ladder (sp), median", "lr"] == pytest.approx(sp_law.predict(plan.target.scale()).lr)
+    mup_law = fit_law(ladder_of(storage, plan, code_corpus, name="ladder/mup").law.observations, prior=priors.MUP)
+    mup_target = plan.in_mup(plan.target).scale()
+    assert rows.loc["law ladder (μP, μP prior), median", "lr"] == pytest.approx(mup_law.predict(mup_target).lr)
     replayed = comparison.replays.set_index(["sampler", "trials"]).loc[("law + LRLawSampler", 2)]
     assert rows.loc["law + LRLawSampler, 2 trials", "regret"] == pytest.approx(replayed["regret"])
     served = comparison.served.set_index("target")
@@ -173,7 +182,7 @@ def test_the_compare_command_prints_and_writes_the_comparison(compared, code_cor
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["target"] == plan.target.name and payload["device"] == "cpu"
-    assert [row["strategy"] for row in payload["strategies"]][:2] == ["law ladder (sp)", "law ladder (μP)"]
+    assert [row["strategy"] for row in payload["strategies"]][:2] == ["law ladder (sp)", "law ladder (sp), median"]
     assert json.loads((tmp_path / "c.json").read_text())["command"] == "optuna-lrlaw compare --preset tiny"
     assert "plotly" in (tmp_path / "c.html").read_text()
     table = CliRunner().invoke(app, args)

@@ -17,7 +17,9 @@ The strategies (``../shared/science.md`` §1 for μP and μTransfer):
    target's tokens (μP transfers across width, not across training horizon);
 4. **law ladder (sp)**: `run_ladder` on sp rungs, one run at the law's recommended LR
    (and, as its own row, one at the law's median);
-5. **law ladder (μP)**: the same ladder in μP (the law learns the horizon drift μP leaves);
+5. **law ladder (μP)**: the same ladder in μP (the law learns the horizon drift μP leaves),
+   with the weak prior and with the μP prior (`priors.MUP`: the optimum does not move with
+   width at a fixed horizon, so the sweeps only have to teach it the drift with D);
 6. **law + LRLawSampler**: the sp law as the sampler's prior, a few trials at the target
    (replayed over many seeds, and run once for real).
 
@@ -53,7 +55,8 @@ from optuna_lrlaw.ladder.run import (
 from optuna_lrlaw.ladder.rungs import Rung, default_rungs
 from optuna_lrlaw.proxies.objective import ProxyObjective
 from optuna_lrlaw.proxies.train import resolve_device
-from optuna_lrlaw.science.law import LRLaw
+from optuna_lrlaw.science import priors
+from optuna_lrlaw.science.law import LRLaw, fit_law
 from optuna_lrlaw.science.truth_curve import TruthCurve, fit_truth_curve
 
 #: The LR's parameter name in every study of the comparison.
@@ -367,13 +370,19 @@ class _Runner:
     # -- The strategies ------------------------------------------------------------------------------
 
     def _law_rows(self, ladders, targets, truth) -> list[dict]:
-        """One target run at the law's recommended LR, and one at its median, per parametrization."""
+        """One target run at the law's recommended LR, and one at its median, per parametrization;
+        and for μP, the law refitted with the μP prior (`priors.MUP`: no drift with width)."""
         rows = []
-        for parametrization, label in (("sp", "law ladder (sp)"), ("mup", "law ladder (μP)")):
-            ladder, target = ladders[parametrization], targets[parametrization]
-            prediction = ladder.predict(target.scale())
+        mup_law = fit_law(ladders["mup"].law.observations, prior=priors.MUP)
+        laws = (
+            ("law ladder (sp)", "sp", ladders["sp"].law, ladders["sp"]),
+            ("law ladder (μP)", "mup", ladders["mup"].law, ladders["mup"]),
+            ("law ladder (μP, μP prior)", "mup", mup_law, ladders["mup"]),
+        )
+        for label, parametrization, law, ladder in laws:
+            prediction = law.predict(targets[parametrization].scale())
             for suffix, lr in (("", prediction.recommend().lr), (", median", prediction.lr)):
-                run = self._train(f"law-{parametrization}", target, [lr])[lr]
+                run = self._train(f"law-{parametrization}", targets[parametrization], [lr])[lr]
                 cost = _ladder_cost(ladder)
                 rows.append(
                     self._row(label + suffix, parametrization, lr, truth[parametrization], [run], ladder_cost=cost)

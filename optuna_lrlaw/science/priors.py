@@ -177,5 +177,17 @@ PAPER_A_EQ6 = _published(
     source="Zhou et al. 2026, arXiv 2601.05049, Eq. 6 (constants from secondary sources)",
 )
 
+#: For runs in μP (or CompleteP): the parametrization keeps the optimal LR fixed across width
+#: at a fixed horizon (``../shared/science.md`` §1), so the exponent of N is 0 within 0.1; what
+#: μP leaves, the drift with the horizon, the exponent of D learns from the sweeps (N(0, 1)).
+MUP = LawPrior(
+    name="mup",
+    log_lr=WEAK.log_lr,
+    exponents={"params": (0.0, 0.1)},
+    reference=dict(WEAK.reference),
+    units="N non-embedding parameters (width grown under μP), D tokens, B tokens per step",
+    source="μP (Yang et al. 2021, arXiv 2203.03466): width-independent optimum at a fixed horizon",
+)
+
 #: Every prior by its name, for the CLI.
-PRIORS: dict[str, LawPrior] = {p.name: p for p in (WEAK, STEP_LAW, DEEPSEEK, PAPER_A_EQ6)}
+PRIORS: dict[str, LawPrior] = {p.name: p for p in (WEAK, STEP_LAW, DEEPSEEK, PAPER_A_EQ6, MUP)}
