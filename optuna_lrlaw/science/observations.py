@@ -99,11 +99,6 @@ def validate_observations(frame: pd.DataFrame, *, require: tuple[str, ...] = ())
         if bad.any():
             row = bad.idxmax()
             raise _fail(column, row, f"must be finite and positive, got {values[row]!r}")
-    lr = clean["lr"]
-    unusable = (lr < MIN_LR) | (lr > MAX_LR)
-    if unusable.any():
-        row = unusable.idxmax()
-        raise _fail("lr", row, f"{lr[row]!r} is not a learning rate: expected {MIN_LR:g} to {MAX_LR:g}")
     bad_loss = ~np.isfinite(clean["loss"]) & ~clean["diverged"]
     if bad_loss.any():
         row = bad_loss.idxmax()
@@ -112,10 +107,6 @@ def validate_observations(frame: pd.DataFrame, *, require: tuple[str, ...] = ())
     if not_positive.any():
         row = not_positive.idxmax()
         raise _fail("loss", row, f"{clean['loss'][row]!r} is not positive: the law compares runs by relative loss")
-    keys = [c for c in (*REQUIRED_COLUMNS, "batch_tokens", "diverged") if c in clean.columns]
-    twice = clean.duplicated(subset=keys, keep="first")
-    if twice.any():
-        raise ValueError(f"row {twice.idxmax()} repeats an earlier row exactly (the same run twice?): drop one")
     return clean
 
 
@@ -138,7 +129,16 @@ def read_observations(path: str | Path) -> pd.DataFrame:
             raise ValueError(f"reading {path.name} needs a Parquet engine: pip install pyarrow") from error
     else:
         raise ValueError(f"cannot read {path.name}: expected a .csv, .tsv or .parquet file")
-    return validate_observations(frame)
+    clean = validate_observations(frame)
+    lr = clean["lr"]
+    unusable = (lr < MIN_LR) | (lr > MAX_LR)
+    if unusable.any():  # a unit or typing error in a file of runs
+        row = unusable.idxmax()
+        raise _fail("lr", row, f"{lr[row]!r} is not a learning rate: expected {MIN_LR:g} to {MAX_LR:g}")
+    twice = frame.duplicated(keep="first")  # every column the same: a row pasted twice
+    if twice.any():
+        raise ValueError(f"{path.name}: row {twice.idxmax()} repeats an earlier row exactly (the same run twice?)")
+    return clean
 
 
 def blown_up(lrs: np.ndarray, losses: np.ndarray, factor: float = 1.5) -> np.ndarray:
