@@ -208,8 +208,15 @@ def test_the_ladder_command_refuses_bad_widths(tmp_path):
     assert result.exit_code != 0 and "--widths" in str(result.exception)
 
 
-def test_a_climbed_ladder_reads_back_from_storage_without_training(climbed):
-    storage, result, _ = climbed
+@pytest.fixture(scope="module")
+def untouched(code_corpus, tmp_path_factory):
+    """A climbed ladder no other test writes to: (storage, result)."""
+    storage = f"sqlite:///{tmp_path_factory.mktemp('untouched') / 'ladder.db'}"
+    return storage, climb(code_corpus, storage)
+
+
+def test_a_climbed_ladder_reads_back_from_storage_without_training(untouched):
+    storage, result = untouched
     loaded, studies = load_ladder(storage)
     assert [s.study_name for s in studies] == list(result.rungs["study"])
     columns = ["rung", "params", "tokens", "trials", "best_lr", "best_loss", "lr_star", "flops"]
@@ -220,9 +227,9 @@ def test_a_climbed_ladder_reads_back_from_storage_without_training(climbed):
         load_ladder(storage, "other")
 
 
-def test_the_report_is_one_offline_html_page_with_the_table_and_figures(climbed, tmp_path):
+def test_the_report_is_one_offline_html_page_with_the_table_and_figures(untouched, tmp_path):
     pytest.importorskip("plotly")
-    storage, result, _ = climbed
+    storage, result = untouched
     out = tmp_path / "report.html"
     done = CliRunner().invoke(app, ["report", storage, "--out", str(out), "--target", "params=1e5,tokens=1e6"])
     assert done.exit_code == 0, done.output

@@ -625,7 +625,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "target_width": 136,
         "also_serves": (96,),
         "shape": {"depth": 2, "head_dim": 8, "seq_len": 64, "batch_size": 8, "tokens_per_param": 3.0},
-        "budgets": {"pruned_search_trials": 6, "training": {"eval_batches": 64}},
+        "budgets": {"pruned_search_trials": 2, "training": {"eval_batches": 64}},
     },
     # One H200, under 10 minutes: rungs of 25k to 99k parameters, a target of 2.7M (27x).
     "gpu": {
