@@ -45,7 +45,7 @@ class Counter(LadderEvents):
 
 
 def tiny_plan() -> ComparisonPlan:
-    target, served = default_rungs((TARGET_WIDTH, SERVED_WIDTH), **TINY)
+    served, target = default_rungs((SERVED_WIDTH, TARGET_WIDTH), **TINY)  # smallest first
     return ComparisonPlan(tuple(default_rungs(WIDTHS, **TINY)), target, also_serves=(served,), **BUDGETS)
 
 
