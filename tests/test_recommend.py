@@ -103,6 +103,27 @@ def test_curvature_follows_the_scale():
     assert shapes.skew == pytest.approx(1.0, abs=0.3)
 
 
+def skewed_sweeps(skew, lrs_per_sweep, noise, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = []
+    for n in (1e7, 2e7, 4e7):
+        lrs = 3e-3 * np.geomspace(1 / 3, 3, lrs_per_sweep)
+        loss = 2.5 * (1 + 0.03 * linex(np.log(lrs / 3e-3), skew) + rng.normal(0, noise, lrs.size))
+        frames.append(pd.DataFrame({"lr": lrs, "loss": loss, "params": n, "tokens": 20 * n}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_the_skew_is_a_posterior_that_short_noisy_sweeps_barely_move():
+    """Clean sweeps of 11 LRs on skew-3 curves pull the pooled skew to 3. Sweeps of 6 LRs
+    whose noise (5%) rivals their curve leave it near the prior's 1, on average over seeds:
+    the CPU comparison's 40-step rungs once gave the grid's edge, 4, from such sweeps."""
+    clean = fit_law(skewed_sweeps(3.0, 11, 1e-4)).loss_shapes
+    assert clean.skew == pytest.approx(3.0, abs=0.2) and clean.skew_sd < 0.2
+    noisy = [fit_law(skewed_sweeps(3.0, 6, 0.05, seed)).loss_shapes for seed in range(6)]
+    assert np.mean([shape.skew for shape in noisy]) < 2.0
+    assert np.mean([shape.skew_sd for shape in noisy]) > 0.4
+
+
 def test_the_tolerance_band_is_where_the_loss_shape_rises_by_the_tolerance():
     parabola = LossShape(0.01, 0.0, math.inf)
     assert parabola.tolerance_band(0.0025) == pytest.approx((0.5, 0.5))

@@ -82,15 +82,14 @@ def test_replayed_search_at_the_largest_model_needs_one_trial_from_the_median(st
     assert cell["regret_after_1"] <= 0.0025
 
 
-def test_replayed_search_from_the_recommended_lr_lands_one_grid_step_low(steplaw_csv):
-    """From the recommended LR (the default), the first trial on that cell is 8.1e-4: below
-    the median (8.65e-4) as the skewed loss curve asks, and just past the grid's midpoint
-    (8.2e-4) between 6.9e-4 and 9.8e-4, so the nearest-grid oracle answers with 6.9e-4's
-    loss, 0.32% above the best (docs/validation.md). The Thompson draws that follow reach
-    0.25% by the fourth."""
+def test_replayed_search_from_the_recommended_lr_needs_one_trial(steplaw_csv):
+    """From the recommended LR (the default), the first trial on the N = 1.07e9, D = 2e10 cell
+    is 8.95e-4: below the law's median (9.25e-4), as the pooled skew (1.23) asks. The nearest
+    grid LR is 9.8e-4 (the midpoint to 6.9e-4 lies at 8.2e-4), within 0.25% of the cell's
+    best, whatever the seed (docs/validation.md)."""
     from steplaw_replay import replay, summarize
 
-    runs = replay(steplaw_csv, seeds=5, trials=4, samplers=["LRLawSampler"])
+    runs = replay(steplaw_csv, seeds=5, trials=3, samplers=["LRLawSampler"])
     cell = summarize(runs).set_index("tokens").loc[2e10]
-    assert 0.0025 < cell["regret_after_1"] < 0.005
-    assert cell["median_trials_to_0.25%"] <= 4
+    assert cell["regret_after_1"] <= 0.0025
+    assert cell["median_trials_to_0.25%"] == 1

@@ -8,9 +8,10 @@ loss excess is modelled as the LINEX curve (Varian 1975; Zellner 1986)
 
 with curvature 1/2 * d^2 excess / du^2 at the optimum and skew ``s`` (s = 0 is the
 parabola), plus a cliff: runs with ``u`` above ``cliff`` diverge. One sweep alone pins the
-shape down poorly, so the skew and the cliff are pooled over every sweep of a law, and the
-curvature gets its own power law in the scale: paper B (arXiv 2410.05838) finds the loss
-less sensitive to the LR as the horizon grows.
+shape down poorly, so the skew and the cliff are pooled over every sweep of a law (the skew
+Bayesianly: a few short, noisy sweeps leave it near its prior), and the curvature gets its
+own power law in the scale: paper B (arXiv 2410.05838) finds the loss less sensitive to the
+LR as the horizon grows.
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from optuna_lrlaw.science._regression import Posterior, fit_regression
 from optuna_lrlaw.science.priors import LawPrior
 from optuna_lrlaw.science.scale import Scale
 
-#: Skews considered when pooling (the one with the least squared error is taken).
-_SKEW_GRID = np.linspace(-1.0, 4.0, 21)
+#: Skews considered when pooling, and the prior over them: Step Law's curves (1911 runs)
+#: pool to a skew of 1.06 ± 0.05 over its 142 batch sweeps and 1.23 ± 0.05 over its 15
+#: best-batch cells below 1e9 parameters (docs/validation.md); N(1, 1) leaves room either way.
+_SKEW_GRID = np.linspace(-1.0, 4.0, 51)
+_SKEW_PRIOR = (1.0, 1.0)
 #: Runs farther from their sweep's optimum than this (in log LR) do not shape the curve:
 #: the decision is made within about two posterior sds of the optimum.
 _SHAPE_REACH = 1.5
-#: When no sweep can say: the skew of typical measured curves, a curvature of 1% per
-#: (log LR)^2, no cliff known.
-_DEFAULT_SKEW = 1.0
+#: When no sweep can say: the skew of the prior, a curvature of 1% per (log LR)^2, no cliff.
+_DEFAULT_SKEW = _SKEW_PRIOR[0]
 _DEFAULT_CURVATURE = 0.01
 #: The relative loss excess charged for a run that diverges: the run is lost.
 DIVERGED_EXCESS = 1.0
@@ -144,8 +147,9 @@ DEFAULT_SHAPE = LossShape(_DEFAULT_CURVATURE, _DEFAULT_SKEW, math.inf)
 
 @dataclass(frozen=True)
 class ShapeLaw:
-    """The loss shape across scales: one pooled skew and cliff, a power law for the curvature
-    (or, where the sweeps do not vary in scale, their typical curvature)."""
+    """The loss shape across scales: one pooled skew (its posterior mean, with ``skew_sd``) and
+    cliff, a power law for the curvature (or, where the sweeps do not vary in scale, their
+    typical curvature)."""
 
     skew: float
     cliff: float
@@ -153,6 +157,7 @@ class ShapeLaw:
     posterior: Posterior | None
     sweeps: int
     curvature: float = _DEFAULT_CURVATURE
+    skew_sd: float = _SKEW_PRIOR[1]
 
     def at(self, scale: Scale) -> LossShape:
         """The loss shape at ``scale`` (the curvature is the law's median there)."""
@@ -165,8 +170,9 @@ class ShapeLaw:
 def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tuple[str, ...]) -> ShapeLaw:
     """Pool the loss shape over the bracketed sweeps in ``optima`` (rows of `estimate_optima`).
 
-    The skew minimises the squared error of every sweep's runs near its optimum, each sweep
-    with its own least-squares curvature; the cliff is the nearest distance above an optimum
+    The skew is the posterior mean over `_SKEW_GRID`: each sweep's runs near its optimum are
+    fitted with their own least-squares curvature and noise (a profile likelihood), times the
+    prior `_SKEW_PRIOR`; the cliff is the nearest distance above an optimum
     at which any sweep had a run diverge; the sweeps' log curvatures are then regressed on
     the scale features like the optimum itself (with the same scatter model).
     """
@@ -191,13 +197,7 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
     if not u_by_sweep:
         return ShapeLaw(_DEFAULT_SKEW, cliff, None, None, 0)
 
-    errors = np.zeros(len(_SKEW_GRID))
-    for u, excess in zip(u_by_sweep, excess_by_sweep, strict=True):
-        for k, skew in enumerate(_SKEW_GRID):
-            shape = linex(u, skew)
-            curvature = max(float(shape @ excess / (shape @ shape)), 0.0)
-            errors[k] += float(((excess - curvature * shape) ** 2).sum())
-    skew = float(_SKEW_GRID[np.argmin(errors)])
+    skew, skew_sd = _skew_posterior(u_by_sweep, excess_by_sweep)
 
     log_curvature, log_curvature_var, rows = [], [], []
     for sweep, u, excess in zip(shaped, u_by_sweep, excess_by_sweep, strict=True):
@@ -211,11 +211,11 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
         log_curvature_var.append(max(relative_sd, _MIN_LOG_CURVATURE_SD) ** 2)
         rows.append(sweep)
     if not rows:
-        return ShapeLaw(skew, cliff, None, None, 0)
+        return ShapeLaw(skew, cliff, None, None, 0, skew_sd=skew_sd)
     sweeps = pd.DataFrame(rows)
     power_features = tuple(f for f in features if sweeps[f].nunique() > 1)
     if not power_features:
-        return ShapeLaw(skew, cliff, None, None, len(rows), float(np.exp(np.mean(log_curvature))))
+        return ShapeLaw(skew, cliff, None, None, len(rows), float(np.exp(np.mean(log_curvature))), skew_sd)
     design = Design.build(power_features, "loglinear", sweeps)
     prior = LawPrior(
         name="curvature",
@@ -232,4 +232,20 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
         prior_mean,
         prior_cov,
     )
-    return ShapeLaw(skew, cliff, design, posterior, len(rows))
+    return ShapeLaw(skew, cliff, design, posterior, len(rows), skew_sd=skew_sd)
+
+
+def _skew_posterior(u_by_sweep: list[FloatArray], excess_by_sweep: list[FloatArray]) -> tuple[float, float]:
+    """Posterior mean and sd of the pooled skew. Each sweep's noise is unknown, so its
+    likelihood is profiled: ``-(n/2) log SSE(s)`` with the curvature at its least squares.
+    Three points of a 40-step run barely move the prior; Step Law's sweeps of 10+ points do."""
+    log_posterior = stats.norm.logpdf(_SKEW_GRID, *_SKEW_PRIOR)
+    for u, excess in zip(u_by_sweep, excess_by_sweep, strict=True):
+        shapes = np.stack([linex(u, skew) for skew in _SKEW_GRID])  # (skews, runs)
+        curvature = np.maximum(shapes @ excess / (shapes**2).sum(axis=1), 0.0)
+        squared_error = ((excess - curvature[:, None] * shapes) ** 2).sum(axis=1)
+        log_posterior -= 0.5 * (len(u) - 1) * np.log(np.maximum(squared_error, 1e-300))
+    weights = np.exp(log_posterior - log_posterior.max())
+    weights /= weights.sum()
+    mean = float(weights @ _SKEW_GRID)
+    return mean, float(np.sqrt(weights @ (_SKEW_GRID - mean) ** 2))
