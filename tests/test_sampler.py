@@ -11,6 +11,7 @@ from optuna.testing.pytest_samplers import BasicSamplerTestCase, RelativeSampler
 from synthetic import draw_problem
 
 from optuna_lrlaw import (
+    DIVERGED_ATTR,
     LawFromStorage,
     LRLawConvergence,
     LRLawSampler,
@@ -26,10 +27,11 @@ TRUE_LR = 3e-3
 
 
 def lr_loss(lr: float, best: float = TRUE_LR) -> float:
-    """A loss curve in log LR: steep above the optimum, diverged far above it."""
+    """A loss curve in log LR: steep above the optimum, diverged far above it (``inf``: a
+    completed run that blew up; a NaN would be recorded as a plain failure)."""
     u = math.log(lr / best)
     if u > 2.5:
-        return math.nan
+        return math.inf
     return 2.5 + 0.02 * (math.expm1(u) - u)
 
 
@@ -153,15 +155,34 @@ def test_draws_stay_inside_linear_stepped_bounds_and_warn_when_the_law_points_ou
     assert np.allclose(np.round((np.array(values) - far) / (far / 8)), (np.array(values) - far) / (far / 8))
 
 
-def test_diverged_and_failed_trials_push_the_search_below_them():
-    study = optuna.create_study(sampler=LRLawSampler(seed=0))
-    for lr in (1e-2, 3e-2, 1e-1):  # all diverge: NaN is recorded as a failed trial
-        study.enqueue_trial({"lr": lr})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        study.optimize(lambda t: lr_loss(t.suggest_float("lr", 1e-6, 1.0, log=True), best=1e-4), n_trials=3)
-    belief = study.sampler.belief(study)
-    assert belief.posterior.interval(0.99)[1] < 1e-2
+def test_diverged_runs_push_the_search_below_them_and_plain_failures_do_not():
+    """Runs that blew up (``inf``, or failed with ``lrlaw.diverged``) censor the optimum from
+    above; the same LRs failing for no stated reason (Optuna records a returned NaN so) do not."""
+
+    def searched(objective):
+        study = optuna.create_study(sampler=LRLawSampler(seed=0))
+        for lr in (1e-2, 3e-2, 1e-1):
+            study.enqueue_trial({"lr": lr})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study.optimize(objective, n_trials=3, catch=(RuntimeError,))
+        return study.sampler.belief(study)
+
+    def blew_up(trial):
+        return lr_loss(trial.suggest_float("lr", 1e-6, 1.0, log=True), best=1e-4)
+
+    def flagged(trial):
+        trial.suggest_float("lr", 1e-6, 1.0, log=True)
+        trial.set_user_attr(DIVERGED_ATTR, True)
+        raise RuntimeError("loss spike")
+
+    def plain(trial):
+        trial.suggest_float("lr", 1e-6, 1.0, log=True)
+        return math.nan
+
+    assert searched(blew_up).posterior.interval(0.99)[1] < 1e-2
+    assert searched(flagged).posterior.interval(0.99)[1] < 1e-2
+    assert searched(plain).posterior.interval(0.99)[1] > 1e-2
 
 
 def test_non_lr_parameters_go_to_the_inner_sampler():

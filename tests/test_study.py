@@ -15,7 +15,8 @@ def finished_study(storage, name, scale):
         study.enqueue_trial({"lr": lr})
         study.optimize(lambda t, v=value: (t.suggest_float("lr", 1e-5, 1e-1, log=True), v)[1], n_trials=1)
     # A diverged run (failed with the flag), a pruned one, and one whose loss is NaN, which
-    # Optuna records as a failure: both failures are censored runs, the pruned one is skipped.
+    # Optuna records as a plain failure: only the flagged failure is a censored run; the
+    # plain failure (no reason to blame the LR) and the pruned trial are skipped.
     trial = study.ask({"lr": optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)})
     trial.set_user_attr(DIVERGED_ATTR, True)
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -31,8 +32,8 @@ def test_reads_trials_with_the_study_scale(tmp_path):
     storage = f"sqlite:///{tmp_path / 'runs.db'}"
     study = finished_study(storage, "small", Scale(1e8, 2e9))
     frame = observations_from_study(study)
-    assert len(frame) == 5  # three complete, two failures; the pruned trial is skipped
-    assert frame["diverged"].sum() == 2
+    assert len(frame) == 4  # three complete, the flagged failure
+    assert frame["diverged"].sum() == 1
     assert set(frame["params"]) == {1e8} and set(frame["tokens"]) == {2e9}
     assert frame[~frame["diverged"]]["loss"].tolist() == [3.0, 2.9, 2.95]
 
@@ -55,3 +56,56 @@ def test_trial_without_scale_and_multi_objective_are_errors():
         observations_from_study(study)
     with pytest.raises(ValueError, match="multi-objective"):
         observations_from_study(optuna.create_study(directions=["minimize", "minimize"]))
+
+
+def test_a_failure_that_is_not_divergence_is_retried_and_not_counted(tmp_path):
+    """A rung whose objective fails once for a reason unrelated to the LR (a missing file)
+    and once returns NaN: neither failure is a diverged run or uses the rung's budget; the
+    ladder, rerun, trains the missing runs."""
+    from optuna_lrlaw.ladder import TrainerRung, run_ladder
+
+    calls = {"n": 0}
+
+    def train(lr: float, trial: optuna.Trial) -> float:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise FileNotFoundError("corpus.bin")
+        return 3.0 + 0.05 * math.log(lr / 3e-3) ** 2
+
+    rung = TrainerRung("mine", Scale(1e4, 2e5), train)
+    storage = f"sqlite:///{tmp_path / 'fail.db'}"
+    with pytest.raises(FileNotFoundError):
+        run_ladder([rung], storage=storage, trials=4)
+    result = run_ladder([rung], storage=storage, trials=4)
+    study = optuna.load_study(study_name="ladder/mine", storage=storage)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    row = result.rungs.iloc[0]
+    assert row["trials"] >= 4 and row["failed"] == 1 and row["diverged"] == 0
+    assert len(observations_from_study(study)) == row["trials"]
+
+
+def test_a_dead_workers_trial_is_failed_and_retried(tmp_path, monkeypatch):
+    """A trial whose worker stopped beating is failed by the next worker and enqueued again
+    with the same LR; the retry runs, and the failure is neither a run nor a divergence."""
+    import time
+
+    from optuna_lrlaw.integration import study as study_module
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study_module, "STALE_SECONDS", 1)
+    url = f"sqlite:///{tmp_path / 'beats.db'}"
+    dead = optuna.create_study(storage=study_module.open_storage(url), study_name="rung")
+    set_study_scale(dead, Scale(1e8, 2e9))
+    dead.enqueue_trial({"lr": 2e-3})
+    trial = dead.ask()  # a worker takes the trial, beats once, and is killed
+    dead._storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)
+    alive = optuna.load_study(storage=study_module.open_storage(url), study_name="rung")
+    alive.optimize(lambda t: 3.0 + t.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=1)
+    first, retry = alive.trials
+    assert first.state == optuna.trial.TrialState.FAIL
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params["lr"] == 2e-3
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == first.number
+    frame = observations_from_study(alive)
+    assert len(frame) == 1 and not frame["diverged"].any()

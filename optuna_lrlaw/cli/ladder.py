@@ -34,6 +34,10 @@ def ladder(
         str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option(help="Checkpoint runs here: a dead worker's run resumes from it (a folder all workers reach)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Search the optimal LR on proxies of growing width, refitting the law at each rung, and
@@ -57,7 +61,7 @@ def ladder(
     console = table_console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
     with ProgressEvents(console, len(rungs)) as events:
-        result = run_ladder(rungs, trials=trials, events=events, **common)
+        result = run_ladder(rungs, trials=trials, events=events, checkpoint_dir=checkpoint_dir, **common)
     prediction = result.predict(target.scale()) if result.law is not None else None
     if as_json:
         payload = {

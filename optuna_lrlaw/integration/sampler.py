@@ -328,10 +328,20 @@ class LRLawSampler(BaseSampler):
             return float(np.clip(math.log(belief.prior_lr), lo, hi))
         taken = [t.params[self.lr_param] for t in others if self.lr_param in t.params]
         if self._acquisition == "spread":
-            posterior = belief.posterior
-            proposal = spread_design(
-                math.log(posterior.lr), posterior.log_lr_sd, np.log(taken), bounds, curvature=belief.curvature
+            # Earlier trials of other workers that are choosing their LR right now would take
+            # the design's next points: take the one after them.
+            choosing = sum(
+                t.number < trial.number and t.state == TrialState.RUNNING and self.lr_param not in t.params
+                for t in others
             )
+            posterior, design = belief.posterior, list(np.log(taken))
+            for _ in range(choosing + 1):
+                proposal = spread_design(
+                    math.log(posterior.lr), posterior.log_lr_sd, np.array(design), bounds, curvature=belief.curvature
+                )
+                if proposal is None:
+                    break
+                design.append(proposal)
             if proposal is not None:
                 return proposal
         rng = np.random.default_rng([self._seed, trial.number])

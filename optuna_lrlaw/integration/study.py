@@ -18,16 +18,20 @@ the loss is the trial's value.
 
 What a finished trial says about the optimum (`trial_outcome`, shared by the law and the
 sampler): a completed trial gives its loss, diverged when the loss is not finite or the
-trial carries ``lrlaw.diverged``; a failed trial is a diverged run (Optuna records a NaN
-loss as a failure); a pruned trial counts only when its reported curve had diverged (see
-`optuna_lrlaw.science.training_curve.divergence`), as a censored run; otherwise a pruned
-loss is not comparable with final losses and is left out.
+trial carries ``lrlaw.diverged``; a failed trial is a diverged run only when it carries
+``lrlaw.diverged``, and otherwise says nothing (a missing file or a lost worker is not the
+LR's doing; return ``inf`` or set the attribute for a run that blew up: Optuna records a
+returned NaN as a plain failure); a pruned trial counts only when its reported curve had
+diverged (see `optuna_lrlaw.science.training_curve.divergence`), as a censored run;
+otherwise a pruned loss is not comparable with final losses and is left out.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
+import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,14 +54,31 @@ DIVERGED_ATTR = "lrlaw.diverged"
 METRIC_NAME = "validation_loss"
 #: The trial states that can say something about the optimum (see `trial_outcome`).
 FINISHED_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED)
+#: The trials that are runs and use a budget: a failed trial is retried, not counted.
+RUN_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+#: A running trial records a heartbeat this often (seconds); one silent for `STALE_SECONDS`
+#: belongs to a dead worker: the next worker to start a trial marks it failed and enqueues
+#: it again (`RetryHeartbeatStaleTrialCallback`), up to `MAX_RETRIES` times. A proxy run given a
+#: ``checkpoint_dir`` resumes from its last checkpoint.
+HEARTBEAT_SECONDS = 30
+STALE_SECONDS = 120
+MAX_RETRIES = 3
+#: Errors of workers that create one storage's tables at the same moment (SQLite,
+#: PostgreSQL, MySQL): the loser waits a moment and opens what the winner created.
+_CREATION_RACES = ("already exists", "UNIQUE constraint failed", "UniqueViolation", "duplicate key", "is locked")
+_CREATION_ATTEMPTS = 5
 
 
 def open_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
     """The Optuna storage at ``storage`` (a URL), or one clear error saying what is wrong with it.
 
-    An SQLite URL is checked before anything is created: its folder must exist and be
-    writable, and an existing file must be an SQLite database. Any other URL goes to
-    Optuna (SQLAlchemy), whose failure is reported with the URL.
+    A URL opens an `optuna.storages.RDBStorage` with heartbeats, so that a killed worker's
+    trial is failed and retried (see `HEARTBEAT_SECONDS`). An SQLite URL is checked before
+    anything is created: its folder must exist and be writable, and an existing file must be
+    an SQLite database. Any other URL goes to SQLAlchemy, whose failure is reported with the
+    URL. A storage object is returned as it is.
     """
     if isinstance(storage, optuna.storages.BaseStorage):
         return storage
@@ -69,11 +90,26 @@ def open_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.
     scheme, _, rest = storage.partition("://")
     if scheme == "sqlite":
         _check_sqlite_path(storage, rest[1:])
-    try:
-        return optuna.storages.get_storage(storage)
-    except Exception as error:  # SQLAlchemy's and the drivers' errors: report them with the URL
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"cannot open storage {storage!r}: {reason}") from None
+    attempts = 0
+    while True:
+        try:
+            with warnings.catch_warnings():  # Optuna calls heartbeats experimental since 2.x
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    storage,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=STALE_SECONDS,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=MAX_RETRIES
+                    ),
+                )
+        except Exception as error:  # SQLAlchemy's and the drivers' errors: report them with the URL
+            attempts += 1
+            if any(race in str(error) for race in _CREATION_RACES) and attempts < _CREATION_ATTEMPTS:
+                time.sleep(random.uniform(0.1, 0.5) * attempts)  # another worker is creating the tables
+                continue
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"cannot open storage {storage!r}: {reason}") from None
 
 
 def _check_sqlite_path(url: str, path: str) -> None:
@@ -143,7 +179,7 @@ def trial_outcome(trial: optuna.trial.FrozenTrial, lr_param: str = "lr") -> tupl
         loss = float(trial.value)
         return lr, loss, flagged or not math.isfinite(loss)
     if state == optuna.trial.TrialState.FAIL:
-        return lr, math.nan, True
+        return (lr, math.nan, True) if flagged else None
     if state == optuna.trial.TrialState.PRUNED:
         curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
         if flagged or divergence(curve) is not None:

@@ -10,6 +10,9 @@ past that edge (`_bracket`), since the law can only use sweeps that bracket thei
 
 Everything lives in the storage, so an interrupted ladder resumes where it stopped: a
 rung that finished is not run again, and a rung cut short runs only its missing trials.
+Several workers (processes or machines running the same ladder on one storage) share each
+rung's budget: a trial starts only while the rung's runs, finished and running, fall short
+of it (`_within_budget`), and a bracketing LR is enqueued once.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from optuna_lrlaw.integration import (
 from optuna_lrlaw.integration.study import (
     DIVERGED_ATTR,
     FINISHED_STATES,
+    RUN_STATES,
     name_the_metric,
     observations_from_study,
     open_storage,
@@ -159,15 +163,19 @@ def run_ladder(
         set_study_scale(study, objective.scale)
         fitted = law.law_for(study)
         prior = None if fitted is None else fitted.predict(objective.scale)
-        finished = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
-        trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - finished
+        runs = len(_runs(study))  # a failed trial is retried
+        trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - runs
         events.rung_started(index, rung, prior, trials_left)
         if trials_left > 0:
 
             def report(study: optuna.Study, trial: FrozenTrial, index: int = index, rung: AnyRung = rung) -> None:
                 events.trial_finished(index, rung, trial)
 
-            study.optimize(objective, n_trials=trials_left, callbacks=[LRLawConvergence(max_expected_regret), report])
+            study.optimize(
+                _within_budget(objective, trials),
+                n_trials=trials_left,
+                callbacks=[LRLawConvergence(max_expected_regret), report],
+            )
             _bracket(study, objective, lr_range, report)
         study.set_user_attr(DONE_ATTR, True)
         publish_to_dashboard(study, prior)
@@ -256,6 +264,41 @@ def record_rung(study: optuna.Study, rung: AnyRung, **place: object) -> None:
     name_the_metric(study)
 
 
+#: On a trial that a worker started after other workers had taken the rung's budget: it
+#: trained nothing (pruned before suggesting an LR) and is not counted as a run.
+SURPLUS_ATTR = "lrlaw.ladder.surplus"
+
+
+def _within_budget(objective: Callable[[optuna.Trial], float], budget: int) -> Callable[[optuna.Trial], float]:
+    """``objective``, run only when fewer than ``budget`` earlier trials of the study are runs
+    or running. The storage numbers trials one at a time, so workers that start together
+    agree on which trials are within the budget; one that is not is pruned at once (marked
+    `SURPLUS_ATTR`) and its worker stops searching this rung."""
+
+    def objective_within_budget(trial: optuna.Trial) -> float:
+        earlier = [t for t in _runs(trial.study, TrialState.RUNNING) if t.number < trial.number]
+        if len(earlier) >= budget:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.study.stop()
+            raise optuna.TrialPruned("the rung's budget is taken by other workers")
+        return objective(trial)
+
+    return objective_within_budget
+
+
+def _finished(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's finished trials, failed ones included, surplus ones (which trained nothing) not."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR)]
+
+
+def _runs(study: optuna.Study, *also: TrialState) -> list[FrozenTrial]:
+    """The study's trials that are runs (completed or pruned, surplus trials left out), and
+    those in the states ``also``."""
+    trials = study.get_trials(deepcopy=False, states=(*RUN_STATES, *also))
+    return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR)]
+
+
 def _bracket(
     study: optuna.Study,
     objective: ProxyObjective,
@@ -278,8 +321,16 @@ def _bracket(
         lr = float(min(max(edge * step, lr_range[0]), lr_range[1]))
         if lr in set(observations["lr"]):
             return  # the range ends there: the optimum lies outside what the user lets us search
+        pending = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        if any(_fixed_lr(t, objective.lr_param) == lr for t in pending):
+            return  # another worker is bracketing this rung
         study.enqueue_trial({objective.lr_param: lr})
         study.optimize(objective, n_trials=1, callbacks=[report])
+
+
+def _fixed_lr(trial: FrozenTrial, lr_param: str) -> float | None:
+    """The LR a waiting or running trial was enqueued with (or has drawn), if any."""
+    return trial.params.get(lr_param, trial.system_attrs.get("fixed_params", {}).get(lr_param))
 
 
 def _own_optimum(study: optuna.Study) -> tuple[pd.DataFrame, dict[str, object]]:
@@ -295,7 +346,8 @@ def _summary(study: optuna.Study, rung: AnyRung, prior: LRPrediction | None) -> 
     observations, optimum = _own_optimum(study)
     best = observations[~observations["diverged"].astype(bool)].nsmallest(1, "loss")
     prior_lo, prior_hi = prior.interval(0.9) if prior else (math.nan, math.nan)
-    trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    finished = _finished(study)
+    runs = _runs(study)
     scale = rung.scale()
     cost = study_cost(study, rung)
     return {
@@ -307,9 +359,10 @@ def _summary(study: optuna.Study, rung: AnyRung, prior: LRPrediction | None) -> 
         "prior_lr": prior.lr if prior else math.nan,
         "prior_lo": prior_lo,
         "prior_hi": prior_hi,
-        "trials": cost["trials"],
-        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "diverged": sum(bool(t.user_attrs.get(DIVERGED_ATTR)) or t.state == TrialState.FAIL for t in trials),
+        "trials": len(runs),
+        "pruned": sum(t.state == TrialState.PRUNED for t in runs),
+        "diverged": sum(bool(t.user_attrs.get(DIVERGED_ATTR)) for t in finished),
+        "failed": sum(t.state == TrialState.FAIL and not t.user_attrs.get(DIVERGED_ATTR) for t in finished),
         "best_lr": float(best["lr"].iloc[0]) if len(best) else math.nan,
         "best_loss": float(best["loss"].iloc[0]) if len(best) else math.nan,
         "lr_star": optimum.get("lr", math.nan),
@@ -322,8 +375,9 @@ def _summary(study: optuna.Study, rung: AnyRung, prior: LRPrediction | None) -> 
 
 
 def study_cost(study: optuna.Study, rung: AnyRung) -> dict[str, float]:
-    """What a study of ``rung`` has spent: its finished ``trials``, their ``flops`` and ``wall_seconds``."""
-    trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
+    """What a study of ``rung`` has spent: its finished ``trials`` (failed ones included, surplus
+    ones not: they trained nothing), their ``flops`` and ``wall_seconds``."""
+    trials = _finished(study)
     return {
         "trials": len(trials),
         "flops": sum(trial_flops(t, rung) for t in trials),

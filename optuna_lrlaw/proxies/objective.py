@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import optuna
@@ -19,8 +20,9 @@ class ProxyObjective:
     It returns the final validation loss and records on the trial what the plugin and the
     comparisons read: the run's scale (``lrlaw.params``, ``lrlaw.tokens``,
     ``lrlaw.batch_tokens``), ``lrlaw.diverged``, and its FLOPs, tokens/s, MFU and wall
-    time. A diverged run is a completed trial marked diverged, never a crash. Build it
-    with `proxy_objective`.
+    time. A diverged run is a completed trial marked diverged (its value ``inf`` when the
+    loss is not finite: Optuna would record NaN as a failure), never a crash. Build it with
+    `proxy_objective`.
     """
 
     def __init__(self, config: TrainConfig, lr_range: tuple[float, float], lr_param: str, device: str | torch.device):
@@ -41,7 +43,8 @@ class ProxyObjective:
         scale = self.scale
         for name, attr in SCALE_ATTRS.items():
             trial.set_user_attr(attr, getattr(scale, name))
-        trial.set_user_attr(DIVERGED_ATTR, result.diverged)
+        finite = math.isfinite(result.final_loss)
+        trial.set_user_attr(DIVERGED_ATTR, result.diverged or not finite)
         if result.divergence_reason:
             trial.set_user_attr("lrlaw.divergence_reason", result.divergence_reason)
         trial.set_user_attr("flops", result.flops)
@@ -50,7 +53,7 @@ class ProxyObjective:
         trial.set_user_attr("device", result.device)
         if result.mfu is not None:
             trial.set_user_attr("mfu", result.mfu)
-        return result.final_loss
+        return result.final_loss if finite else math.inf
 
 
 def proxy_objective(
