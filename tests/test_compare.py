@@ -21,7 +21,7 @@ from optuna_lrlaw.ladder import (
 from optuna_lrlaw.ladder import compare as compare_module
 from optuna_lrlaw.proxies.parametrization import attention_scale
 
-TARGET_WIDTH, SERVED_WIDTH = 48, 32
+TARGET_WIDTH, SERVED_WIDTH = 40, 32
 BUDGETS = {
     "truth_lrs": 4,
     "truth_span": 16.0,
@@ -51,7 +51,7 @@ def tiny_plan() -> ComparisonPlan:
 
 @pytest.fixture(scope="module")
 def compared(code_corpus, tmp_path_factory):
-    """A comparison on two tiny rungs and a width-48 target: (storage, plan, comparison, events)."""
+    """A comparison on two tiny rungs and a width-40 target: (storage, plan, comparison, events)."""
     storage = f"sqlite:///{tmp_path_factory.mktemp('compare') / 'compare.db'}"
     events = Counter()
     plan = tiny_plan()
@@ -140,6 +140,24 @@ def test_each_strategy_is_scored_against_its_own_parametrizations_truth(compared
     assert (served["lo90"] < served["lr"]).all() and (served["lr"] < served["hi90"]).all()
 
 
+def test_ordinary_search_is_replayed_over_the_ladders_range_and_inside_the_laws_window(compared):
+    """A user without a law searches the range the ladder searched; the sp truth reaches it.
+    TPE is replayed again inside the law's window, the μP truth stays at its window."""
+    _, plan, comparison, _ = compared
+    sp, mup = comparison.truth["sp"], comparison.truth["mup"]
+    assert sp.lrs[0] <= plan.lr_range[0] * 1.0001 and sp.lrs[-1] >= plan.lr_range[1] * 0.9999
+    steps = sp.lrs[1:] / sp.lrs[:-1]
+    assert steps.max() <= (plan.truth_span ** (1 / (plan.truth_lrs - 1))) ** 2 * 1.0001
+    assert mup.span < sp.span
+    replays = comparison.replays
+    assert {"TPE", "GP", "random", compare_module.WINDOW_TPE} <= set(replays["sampler"])
+    to_goal = comparison.trials_to_goal.set_index(["sampler", "goal"])
+    window_flops = to_goal.loc[(compare_module.WINDOW_TPE, 0.005), "median_flops"]
+    assert comparison.goal["window_tpe_flops_to_goal"] == pytest.approx(window_flops)
+    rows = comparison.strategies.set_index("strategy")
+    assert f"{compare_module.WINDOW_TPE}, 4 trials (replayed)" in rows.index
+
+
 def test_the_goal_is_checked_as_stated(compared):
     goal = compared[2].goal
     expected = (
@@ -194,7 +212,7 @@ def test_mutransfer_is_anchored_at_the_smallest_rung():
     proxy, target = plan.in_mup(plan.base), plan.in_mup(plan.target)
     assert proxy.model.parametrization == target.model.parametrization == "mup"
     assert target.model.base_width == proxy.model.width == 16
-    assert proxy.model.width_multiplier == 1.0 and target.model.width_multiplier == 3.0
+    assert proxy.model.width_multiplier == 1.0 and target.model.width_multiplier == TARGET_WIDTH / 16
     # heads of a fixed size (8) are added with width: the attention scale stays the proxy's
     assert target.model.base_head_dim == target.model.head_dim == 8
     assert attention_scale(target.model) == attention_scale(proxy.model)

@@ -98,8 +98,8 @@ def test_the_search_cost_figure_draws_strategies_and_replayed_searches():
     )
     comparison = Comparison(strategies, replays, pd.DataFrame(), {"sp": truth}, pd.DataFrame())
     fig = plot_search_costs(comparison)
-    assert names(fig) == ["TPE (replayed, by trials)", "strategies (one chosen LR)"]
-    assert list(fig.data[1].text) == ["law ladder (sp)"] and fig.data[1].y[0] == pytest.approx(0.4)
+    assert names(fig) == ["TPE (replayed, by trials)", "law ladder (sp)"]
+    assert fig.data[1].y[0] == pytest.approx(0.4) and fig.data[1].error_y.array[0] == pytest.approx(0.1)
     assert fig.layout.xaxis.type == "log"
 
 

@@ -8,9 +8,11 @@ grid there (`science.truth_curve`): the sp and the μP target are different mode
 
 The strategies (``../shared/science.md`` §1 for μP and μTransfer):
 
-1. **ordinary search** at the target: TPE (no pruning), GP and random search, replayed on
-   the sp truth curve with its seed noise over many seeds (`replay`), and one real TPE
-   search with Optuna's default pruner (`MedianPruner`) so its effect shows;
+1. **ordinary search** at the target: TPE (no pruning), GP and random search over the range
+   a user without a law searches (the ladder's own), replayed on the sp truth curve with its
+   seed noise over many seeds (`replay`); TPE again inside the law's window (a search that
+   was told where to look); and one real TPE search with Optuna's default pruner
+   (`MedianPruner`) so its effect shows;
 2. **μTransfer**: a grid sweep of the base model (the smallest rung's shape, in μP) at the
    rungs' tokens per parameter, its best LR carried unchanged to the μP target;
 3. **μTransfer, horizon matched**: the same sweep with the base model trained on the
@@ -41,7 +43,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration import LRLawSampler, set_study_scale
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, FINISHED_STATES, open_storage
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, RUN_STATES, open_storage
 from optuna_lrlaw.ladder.replay import REGRET_GOALS, replay_search, summarize_replay, trials_to_goal
 from optuna_lrlaw.ladder.run import (
     LadderEvents,
@@ -64,6 +66,8 @@ LR_PARAM = "lr"
 #: The regret the product promises, and the share of ordinary search's FLOPs it may cost.
 GOAL_REGRET = 0.005
 GOAL_FLOPS_SHARE = 0.25
+#: The replayed TPE search confined to the law's window (the sp truth grid's core).
+WINDOW_TPE = "TPE in the law's window"
 #: Extra grid LRs the truth may add, one at a time, while its best LR sits at an edge.
 _TRUTH_EXTENSIONS = 3
 
@@ -79,12 +83,14 @@ class ComparisonPlan:
             split over ``1 + len(also_serves)`` targets in the amortised columns.
         ladder_trials: the most trials per rung.
         truth_lrs, truth_span, truth_seeds: the truth grid: LRs log-spaced over a span
-            (highest over lowest) centred on the law's prediction, each at these seeds.
+            (highest over lowest) centred on the law's prediction, each at these seeds;
+            the sp grid also reaches out to ``lr_range`` at twice its step, where ordinary
+            search looks.
         proxy_lrs: LRs of μTransfer's grid sweep, log-spaced over ``lr_range``.
         search_trials, replay_seeds: trials and seeds of each replayed search.
         pruned_search_trials: trials of the real TPE search with Optuna's default pruner.
         sampler_trials: trials of `LRLawSampler` at the target.
-        lr_range: the LR range the ladder and μTransfer's sweep search.
+        lr_range: the LR range the ladder, μTransfer's sweep and ordinary search explore.
         training: `TrainConfig` fields for every run (``eval_batches``, ``schedule``, ...);
             the caller's own (`compare_search_costs`'s ``training``) take precedence.
     """
@@ -244,14 +250,20 @@ class _Runner:
             "mup": self._ladder([plan.in_mup(rung) for rung in plan.rungs], f"{self.name}/mup"),
         }
         targets = {"sp": plan.target, "mup": plan.in_mup(plan.target)}
-        grids = {p: self._truth(p, targets[p], ladders[p].law) for p in ("sp", "mup")}
+        windows = {p: self._truth_grid(ladders[p].law.predict(targets[p].scale()).lr) for p in ("sp", "mup")}
+        reach = {"sp": plan.lr_range, "mup": None}
+        grids = {p: self._truth(p, targets[p], windows[p], reach[p]) for p in ("sp", "mup")}
         truth = {p: curve for p, (curve, _) in grids.items()}
         seconds_per_run = {p: float(np.mean([trial_seconds(t) for t in runs])) for p, (_, runs) in grids.items()}
         flops_per_run = {p: targets[p].model.flops_per_token() * targets[p].tokens for p in truth}
 
-        replays, regrets = self._replays(truth["sp"], ladders["sp"].law, flops_per_run["sp"], seconds_per_run["sp"])
+        window = (windows["sp"][0], windows["sp"][-1])
+        replays, regrets = self._replays(
+            truth["sp"], ladders["sp"].law, window, flops_per_run["sp"], seconds_per_run["sp"]
+        )
         to_goal = _trials_to_goal(regrets, flops_per_run["sp"])
-        tpe_flops = float(to_goal.set_index(["sampler", "goal"]).loc[("TPE", GOAL_REGRET), "median_flops"])
+        median_flops = to_goal.set_index(["sampler", "goal"])["median_flops"]
+        tpe_flops = float(median_flops.loc[("TPE", GOAL_REGRET)])
 
         rows = [
             *self._law_rows(ladders, targets, truth),
@@ -264,9 +276,9 @@ class _Runner:
         strategies["flops_vs_search"] = strategies["flops"] / tpe_flops
         served = _served(ladders["sp"], [plan.target, *plan.also_serves])
         devices = {str(t.user_attrs["device"]) for _, runs in grids.values() for t in runs if "device" in t.user_attrs}
-        return Comparison(
-            strategies, replays, to_goal, truth, served, _goal(strategies, tpe_flops), ", ".join(sorted(devices))
-        )
+        goal = _goal(strategies, tpe_flops)
+        goal["window_tpe_flops_to_goal"] = float(median_flops.loc[(WINDOW_TPE, GOAL_REGRET)])
+        return Comparison(strategies, replays, to_goal, truth, served, goal, ", ".join(sorted(devices)))
 
     # -- The ladders ---------------------------------------------------------------------------------
 
@@ -297,7 +309,7 @@ class _Runner:
         study = self._study(
             f"{label}/{rung.name}/seed{seed}", rung, objective, optuna.samplers.RandomSampler(seed=self.seed)
         )
-        stored = study.get_trials(deepcopy=False, states=(*FINISHED_STATES, TrialState.WAITING))
+        stored = study.get_trials(deepcopy=False, states=(*RUN_STATES, TrialState.WAITING))
         have = {t.params.get(LR_PARAM, t.system_attrs.get("fixed_params", {}).get(LR_PARAM)) for t in stored}
         for lr in lrs:
             if lr not in have:
@@ -307,7 +319,7 @@ class _Runner:
         self.events.stage_started(f"{label} (seed {seed})", rung, waiting)
         if waiting:
             study.optimize(objective, n_trials=waiting, callbacks=[self._report(rung)])
-        finished = {t.params[LR_PARAM]: t for t in study.get_trials(deepcopy=False, states=FINISHED_STATES)}
+        finished = {t.params[LR_PARAM]: t for t in study.get_trials(deepcopy=False, states=RUN_STATES)}
         return {lr: finished[lr] for lr in lrs}
 
     def _study(
@@ -332,11 +344,11 @@ class _Runner:
 
     def _search(self, label: str, study: optuna.Study, rung: Rung, objective: ProxyObjective, trials: int) -> list:
         """Run ``study`` until it has ``trials`` finished trials; all of them."""
-        left = trials - len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+        left = trials - len(study.get_trials(deepcopy=False, states=RUN_STATES))
         self.events.stage_started(label, rung, max(left, 0))
         if left > 0:
             study.optimize(objective, n_trials=left, callbacks=[self._report(rung)])
-        return study.get_trials(deepcopy=False, states=FINISHED_STATES)
+        return study.get_trials(deepcopy=False, states=RUN_STATES)
 
     def _report(self, rung: Rung):
         return lambda study, trial: self.events.trial_finished(-1, rung, trial)
@@ -347,11 +359,15 @@ class _Runner:
         n, span = self.plan.truth_lrs, self.plan.truth_span
         return [float(v) for v in centre * span ** (np.arange(n) / (n - 1) - 0.5)]
 
-    def _truth(self, parametrization: str, target: Rung, law: LRLaw) -> tuple[TruthCurve, list[FrozenTrial]]:
-        """The truth grid around the law's prediction, extended while its best LR is at an edge;
-        the curve and the grid's runs."""
-        lrs = self._truth_grid(law.predict(target.scale()).lr)
+    def _truth(
+        self, parametrization: str, target: Rung, lrs: list[float], reach: tuple[float, float] | None
+    ) -> tuple[TruthCurve, list[FrozenTrial]]:
+        """The truth grid ``lrs`` (around the law's prediction), reaching out to ``reach`` at
+        twice its step and extended while its best LR is at an edge; the curve and the runs."""
         step = (lrs[-1] / lrs[0]) ** (1 / (len(lrs) - 1))
+        if reach is not None:
+            low, high = min(reach[0], lrs[0]), max(reach[1], lrs[-1])
+            lrs = sorted([*_outward(lrs[0], low, step**2), *lrs, *_outward(lrs[-1], high, step**2)])
         for _ in range(_TRUTH_EXTENSIONS + 1):
             label = f"truth-{parametrization}"
             trials = {seed: self._train(label, target, lrs, seed) for seed in range(self.plan.truth_seeds)}
@@ -487,13 +503,19 @@ class _Runner:
     # -- Replays ---------------------------------------------------------------------------------------
 
     def _replays(
-        self, truth: TruthCurve, law: LRLaw, flops_per_run: float, seconds_per_run: float
+        self,
+        truth: TruthCurve,
+        law: LRLaw,
+        window: tuple[float, float],
+        flops_per_run: float,
+        seconds_per_run: float,
     ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         plan, scale = self.plan, self.plan.target.scale()
         searches = {
-            "TPE": (lambda s: optuna.samplers.TPESampler(seed=s), plan.search_trials, None),
-            "GP": (lambda s: optuna.samplers.GPSampler(seed=s), plan.search_trials, None),
-            "random": (lambda s: optuna.samplers.RandomSampler(seed=s), plan.search_trials, None),
+            "TPE": (lambda s: optuna.samplers.TPESampler(seed=s), plan.search_trials, plan.lr_range),
+            "GP": (lambda s: optuna.samplers.GPSampler(seed=s), plan.search_trials, plan.lr_range),
+            "random": (lambda s: optuna.samplers.RandomSampler(seed=s), plan.search_trials, plan.lr_range),
+            WINDOW_TPE: (lambda s: optuna.samplers.TPESampler(seed=s), plan.search_trials, window),
             "law + LRLawSampler": (
                 lambda s: LRLawSampler(law, scale=scale, seed=s),
                 max(plan.sampler_trials, 4),
@@ -512,7 +534,7 @@ class _Runner:
 def _replayed_rows(replays: pd.DataFrame, budgets: Sequence[int]) -> list[dict]:
     """Ordinary search's rows: each replayed sampler at a few budgets, scored by its mean over seeds."""
     rows = []
-    for sampler in ("TPE", "GP", "random"):
+    for sampler in ("TPE", "GP", "random", WINDOW_TPE):
         for trials in sorted(set(budgets)):
             at = replays[(replays["sampler"] == sampler) & (replays["trials"] == trials)]
             if at.empty:
@@ -583,6 +605,13 @@ def _goal(strategies: pd.DataFrame, tpe_flops: float) -> dict[str, object]:
     }
 
 
+def _outward(start: float, end: float, step: float) -> list[float]:
+    """LRs from ``start`` (excluded) to ``end`` (included), log-evenly, no step wider than ``step``
+    (none when ``end`` is ``start``)."""
+    n = math.ceil(abs(math.log(end / start)) / math.log(step) - 1e-9)
+    return [float(start * (end / start) ** (k / n)) for k in range(1, n)] + ([end] if n >= 1 else [])
+
+
 def _served(ladder: LadderResult, targets: Sequence[Rung]) -> pd.DataFrame:
     rows = []
     for target in targets:
@@ -627,7 +656,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "shape": {"depth": 2, "head_dim": 8, "seq_len": 64, "batch_size": 8, "tokens_per_param": 3.0},
         "budgets": {"pruned_search_trials": 2, "training": {"eval_batches": 64}},
     },
-    # One H200, under 10 minutes: rungs of 25k to 99k parameters, a target of 2.7M (27x).
+    # One H200, meant for under 10 minutes (an estimate: no GPU has run it): rungs of 25k to 99k
+    # parameters, a target of 2.7M (27x).
     "gpu": {
         "widths": (32, 48, 64),
         "target_width": 336,
