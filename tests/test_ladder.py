@@ -3,6 +3,7 @@
 import json
 import math
 from dataclasses import asdict
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -316,3 +317,24 @@ def test_a_trainer_rung_reports_divergence_and_refuses_proxy_options(tmp_path):
     moved = TrainerRung(rung.name, Scale(params=2e4, tokens=2e5), analytic_train(2e4))
     with pytest.raises(ValueError, match="holds runs of another rung"):
         run_ladder([moved, trainer_rungs()[1]], storage=storage, trials=3)
+
+
+def test_the_own_trainer_example_climbs_and_resumes(tmp_path):
+    """examples/own_trainer.py, tiny: three rungs of a user's MLP trained for real; rerun, it
+    trains nothing new and prints the same table."""
+    import subprocess
+    import sys
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "own_trainer.py"
+    storage = f"sqlite:///{tmp_path / 'own.db'}"
+    command = [sys.executable, str(example), "--storage", storage, "--hidden", "8", "12", "16"]
+    command += ["--tokens-per-param", "2", "--trials", "4"]
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert all(f"mlp-h{h}" in first.stdout for h in (8, 12, 16))
+    counts = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    assert sorted(counts) == [f"own-trainer/mlp-h{h}" for h in (12, 16, 8)]
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr
+    assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)} == counts
+    assert second.stdout == first.stdout
