@@ -108,3 +108,85 @@ def test_the_sampler_warns_when_its_lr_param_never_appears():
         warnings.simplefilter("error")
         again = optuna.create_study(sampler=LRLawSampler(seed=0))
         again.optimize(lambda t: 2.0 + (t.suggest_float("lr", 1e-4, 1e-1, log=True) - 3e-3) ** 2, n_trials=2)
+
+
+def _api_cases():
+    """Bad input to the public API, one row per kind: (call, exception, what the message names)."""
+    from optuna_lrlaw import LRLaw, Scale, fit_law
+    from optuna_lrlaw.integration.study import open_storage
+    from optuna_lrlaw.ladder import ComparisonPlan, TrainerRung, comparison_plan, default_rungs, run_ladder
+    from optuna_lrlaw.proxies.config import ProxyConfig
+    from optuna_lrlaw.proxies.train import resolve_device
+    from optuna_lrlaw.science.loss_shape import LossShape
+    from optuna_lrlaw.science.truth_curve import fit_truth_curve
+
+    good, db = pd.DataFrame(GOOD), "sqlite:///x.db"
+    rungs = default_rungs((16, 24), head_dim=8)
+    grid = pd.DataFrame({"lr": [1e-3, 1e-3, 2e-3, 2e-3], "seed": [0, 1, 0, 1], "loss": [2.0, 2.0, 1.9, 1.9]})
+    return {
+        "Scale: negative params": (lambda: Scale(params=-1, tokens=1e9), ValueError, "Scale.params"),
+        "Scale: zero tokens": (lambda: Scale(params=1e9, tokens=0), ValueError, "Scale.tokens"),
+        "Scale: NaN params": (lambda: Scale(params=float("nan"), tokens=1e9), ValueError, "Scale.params"),
+        "Scale.parse: not a number": (lambda: Scale.parse("params=abc,tokens=1e9"), ValueError, "params='abc'"),
+        "Scale.parse: unknown key": (lambda: Scale.parse("foo=1,tokens=1e9"), ValueError, "key=value pairs"),
+        "fit_law: empty table": (lambda: fit_law(good.iloc[:0]), ValueError, "empty"),
+        "fit_law: no loss column": (lambda: fit_law(good.drop(columns="loss")), ValueError, "'loss'"),
+        "fit_law: zero LR": (lambda: fit_law(good.assign(lr=0.0)), ValueError, "column 'lr'"),
+        "fit_law: NaN params": (lambda: fit_law(good.assign(params=float("nan"))), ValueError, "column 'params'"),
+        "fit_law: unknown feature": (lambda: fit_law(good, features=("params", "bogus")), ValueError, "'bogus'"),
+        "fit_law: prior by name": (lambda: fit_law(good, prior="weak"), ValueError, "prior must be a LawPrior"),
+        "from_json: not JSON": (lambda: LRLaw.from_json("not json"), ValueError, "not JSON"),
+        "from_json: empty object": (lambda: LRLaw.from_json("{}"), ValueError, "optuna-lrlaw/law/v2"),
+        "from_json: other format": (lambda: LRLaw.from_json('{"version": 99}'), ValueError, "optuna-lrlaw/law/v2"),
+        "sampler: first_trial": (lambda: LRLawSampler(first_trial="mode"), ValueError, "first_trial"),
+        "sampler: acquisition": (lambda: LRLawSampler(acquisition="x"), ValueError, "acquisition"),
+        "sampler: empty lr_param": (lambda: LRLawSampler(lr_param=""), ValueError, "lr_param"),
+        "sampler: law of another type": (lambda: LRLawSampler("law.json"), TypeError, "law must be"),
+        "run_ladder: no rungs": (lambda: run_ladder([], storage=db), ValueError, "at least one rung"),
+        "run_ladder: zero trials": (lambda: run_ladder(rungs, storage=db, trials=0), ValueError, "trials"),
+        "run_ladder: reversed LR range": (
+            lambda: run_ladder(rungs, storage=db, lr_range=(1e-1, 1e-4)),
+            ValueError,
+            "lr_range",
+        ),
+        "run_ladder: unknown device": (lambda: run_ladder(rungs, storage=db, device="tpu"), ValueError, "tpu"),
+        "run_ladder: storage not a URL": (lambda: run_ladder(rungs, storage="x.db"), ValueError, "'x.db'"),
+        "default_rungs: none": (lambda: default_rungs(()), ValueError, "widths"),
+        "default_rungs: zero width": (lambda: default_rungs((0,)), ValueError, "widths"),
+        "default_rungs: width not a multiple of the head": (lambda: default_rungs((30,)), ValueError, "head_dim=16"),
+        "default_rungs: the same width twice": (lambda: default_rungs((16, 16), head_dim=8), ValueError, "distinct"),
+        "TrainerRung: name with a slash": (
+            lambda: TrainerRung("a/b", Scale(1e4, 1e5), lambda lr, trial: 1.0),
+            ValueError,
+            "'a/b'",
+        ),
+        "ProxyConfig: zero width": (lambda: ProxyConfig(width=0, depth=2, heads=2), ValueError, "width"),
+        "ProxyConfig: zero depth": (lambda: ProxyConfig(width=32, depth=0, heads=4), ValueError, "depth"),
+        "ProxyConfig: heads do not divide it": (lambda: ProxyConfig(width=30, depth=2, heads=4), ValueError, "heads"),
+        "comparison_plan: unknown preset": (lambda: comparison_plan("laptop"), ValueError, "'laptop'"),
+        "comparison_plan: 2 truth LRs": (lambda: comparison_plan("cpu", truth_lrs=2), ValueError, "truth_lrs"),
+        "ComparisonPlan: one rung": (lambda: ComparisonPlan(tuple(rungs[:1]), rungs[1]), ValueError, "2 rungs"),
+        "ComparisonPlan: target too small": (lambda: ComparisonPlan(tuple(rungs), rungs[0]), ValueError, "target"),
+        "truth curve: 2 grid LRs": (lambda: fit_truth_curve(grid), ValueError, "at least 3 grid LRs"),
+        "truth curve: no seed column": (lambda: fit_truth_curve(grid.drop(columns="seed")), ValueError, "'seed'"),
+        "loss shape: zero tolerance": (
+            lambda: LossShape(0.01, 1.0, float("inf")).tolerance_band(0),
+            ValueError,
+            "tolerance",
+        ),
+        "open_storage: not a URL": (lambda: open_storage("x.db"), ValueError, "'x.db'"),
+        "resolve_device: unknown": (lambda: resolve_device("tpu"), ValueError, "'tpu'"),
+    }
+
+
+API_CASES = list(_api_cases())
+
+
+@pytest.mark.parametrize("case", API_CASES)
+def test_bad_api_input_raises_a_clear_error_and_writes_nothing(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    call, error, named = _api_cases()[case]
+    with pytest.raises(error) as raised:
+        call()
+    assert named in str(raised.value)
+    assert list(tmp_path.iterdir()) == []

@@ -173,6 +173,8 @@ class LRLawSampler(BaseSampler):
             raise TypeError(f"law must be an LRLaw, a LawSource or None, got {type(law).__name__}")
         if scale is not None and not isinstance(scale, Scale):
             raise TypeError(f"scale must be a Scale, got {type(scale).__name__}")
+        if not isinstance(lr_param, str) or not lr_param:
+            raise ValueError(f"lr_param must be the name of the LR parameter, got {lr_param!r}")
         self._law = law
         self._first_trial = first_trial
         self._acquisition = acquisition

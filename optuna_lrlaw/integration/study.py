@@ -71,6 +71,14 @@ _CREATION_RACES = ("already exists", "UNIQUE constraint failed", "UniqueViolatio
 _CREATION_ATTEMPTS = 5
 
 
+def checked_lr_range(lr_range: tuple[float, float]) -> tuple[float, float]:
+    """``lr_range`` as ``(low, high)``, or a ValueError unless ``0 < low < high``."""
+    low, high = lr_range
+    if not 0 < low < high:
+        raise ValueError(f"lr_range must be (low, high) with 0 < low < high, got {lr_range!r}")
+    return float(low), float(high)
+
+
 def open_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
     """The Optuna storage at ``storage`` (a URL), or one clear error saying what is wrong with it.
 

@@ -43,7 +43,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration import LRLawSampler, set_study_scale
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, RUN_STATES, open_storage
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, RUN_STATES, checked_lr_range, open_storage
 from optuna_lrlaw.ladder.replay import REGRET_GOALS, replay_search, summarize_replay, trials_to_goal
 from optuna_lrlaw.ladder.run import (
     LadderEvents,
@@ -126,9 +126,7 @@ class ComparisonPlan:
         for name in ("ladder_trials", "search_trials", "replay_seeds", "pruned_search_trials", "sampler_trials"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        low, high = self.lr_range
-        if not 0 < low < high:
-            raise ValueError(f"lr_range must be (low, high) with 0 < low < high, got {self.lr_range!r}")
+        checked_lr_range(self.lr_range)
 
     @property
     def base(self) -> Rung:

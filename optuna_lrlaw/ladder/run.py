@@ -37,6 +37,7 @@ from optuna_lrlaw.integration.study import (
     DIVERGED_ATTR,
     FINISHED_STATES,
     RUN_STATES,
+    checked_lr_range,
     name_the_metric,
     observations_from_study,
     open_storage,
@@ -137,6 +138,7 @@ def run_ladder(
         raise ValueError("a ladder needs at least one rung")
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
+    lr_range = checked_lr_range(lr_range)  # before the storage is created
     ordered = sorted(rungs, key=lambda rung: rung.scale().params)
     names = [rung.name for rung in ordered]
     if len(set(names)) != len(names):

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import optuna
 
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS, checked_lr_range
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective, proxy_objective
 from optuna_lrlaw.proxies.parametrization import model_identity
@@ -123,10 +123,7 @@ class TrainerObjective:
     what the ladder reads: the scale, divergence (a non-finite loss), and FLOPs."""
 
     def __init__(self, rung: TrainerRung, lr_range: tuple[float, float], lr_param: str) -> None:
-        low, high = lr_range
-        if not 0 < low < high:
-            raise ValueError(f"lr_range must be (low, high) with 0 < low < high, got {lr_range!r}")
-        self.rung, self.lr_range, self.lr_param = rung, (low, high), lr_param
+        self.rung, self.lr_range, self.lr_param = rung, checked_lr_range(lr_range), lr_param
 
     @property
     def scale(self) -> Scale:

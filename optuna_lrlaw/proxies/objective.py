@@ -8,7 +8,7 @@ from dataclasses import replace
 import optuna
 import torch
 
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS, checked_lr_range
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.train import TrainConfig, resolve_device, train_proxy
 from optuna_lrlaw.science.scale import Scale
@@ -26,11 +26,9 @@ class ProxyObjective:
     """
 
     def __init__(self, config: TrainConfig, lr_range: tuple[float, float], lr_param: str, device: str | torch.device):
-        low, high = lr_range
-        if not 0 < low < high:
-            raise ValueError(f"lr_range must be (low, high) with 0 < low < high, got {lr_range!r}")
+        self.lr_range = checked_lr_range(lr_range)
         resolve_device(device)  # a device this machine lacks is refused now, not in the first trial
-        self.config, self.lr_range, self.lr_param, self.device = config, (low, high), lr_param, device
+        self.config, self.lr_param, self.device = config, lr_param, device
 
     @property
     def scale(self) -> Scale:
