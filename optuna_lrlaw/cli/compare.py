@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def compare(
-    preset: Annotated[str, typer.Option(help="cpu (2 cores, about an hour) or gpu (one H200; not yet run).")] = ("cpu"),
+    preset: Annotated[str, typer.Option(help="cpu (2 cores, about an hour) or gpu (one H200; not yet run).")] = "cpu",
     storage: Annotated[str, typer.Option(help="Optuna storage URL: SQLite, PostgreSQL or MySQL.")] = (
         "sqlite:///optuna-lrlaw.db"
     ),

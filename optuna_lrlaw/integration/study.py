@@ -71,6 +71,11 @@ _CREATION_RACES = ("already exists", "UNIQUE constraint failed", "UniqueViolatio
 _CREATION_ATTEMPTS = 5
 
 
+def trial_lr(trial: optuna.trial.FrozenTrial, lr_param: str = "lr") -> float | None:
+    """The LR a trial ran at, or, for one still waiting or starting, the LR it was enqueued with."""
+    return trial.params.get(lr_param, trial.system_attrs.get("fixed_params", {}).get(lr_param))
+
+
 def checked_lr_range(lr_range: tuple[float, float]) -> tuple[float, float]:
     """``lr_range`` as ``(low, high)``, or a ValueError unless ``0 < low < high``."""
     low, high = lr_range

@@ -43,7 +43,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration import LRLawSampler, set_study_scale
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, RUN_STATES, checked_lr_range, open_storage
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, RUN_STATES, checked_lr_range, open_storage, trial_lr
 from optuna_lrlaw.ladder.replay import REGRET_GOALS, replay_search, summarize_replay, trials_to_goal
 from optuna_lrlaw.ladder.run import (
     LadderEvents,
@@ -308,7 +308,7 @@ class _Runner:
             f"{label}/{rung.name}/seed{seed}", rung, objective, optuna.samplers.RandomSampler(seed=self.seed)
         )
         stored = study.get_trials(deepcopy=False, states=(*RUN_STATES, TrialState.WAITING))
-        have = {t.params.get(LR_PARAM, t.system_attrs.get("fixed_params", {}).get(LR_PARAM)) for t in stored}
+        have = {trial_lr(t, LR_PARAM) for t in stored}
         for lr in lrs:
             if lr not in have:
                 study.enqueue_trial({LR_PARAM: lr})

@@ -42,6 +42,7 @@ from optuna_lrlaw.integration.study import (
     observations_from_study,
     open_storage,
     study_scale,
+    trial_lr,
 )
 from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies.config import ProxyConfig
@@ -165,7 +166,7 @@ def run_ladder(
         set_study_scale(study, objective.scale)
         fitted = law.law_for(study)
         prior = None if fitted is None else fitted.predict(objective.scale)
-        runs = len(_runs(study))  # a failed trial is retried
+        runs = len(_trials(study, *RUN_STATES))  # a failed trial is retried
         trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - runs
         events.rung_started(index, rung, prior, trials_left)
         if trials_left > 0:
@@ -278,7 +279,7 @@ def _within_budget(objective: Callable[[optuna.Trial], float], budget: int) -> C
     `SURPLUS_ATTR`) and its worker stops searching this rung."""
 
     def objective_within_budget(trial: optuna.Trial) -> float:
-        earlier = [t for t in _runs(trial.study, TrialState.RUNNING) if t.number < trial.number]
+        earlier = [t for t in _trials(trial.study, *RUN_STATES, TrialState.RUNNING) if t.number < trial.number]
         if len(earlier) >= budget:
             trial.set_user_attr(SURPLUS_ATTR, True)
             trial.study.stop()
@@ -288,17 +289,9 @@ def _within_budget(objective: Callable[[optuna.Trial], float], budget: int) -> C
     return objective_within_budget
 
 
-def _finished(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's finished trials, failed ones included, surplus ones (which trained nothing) not."""
-    trials = study.get_trials(deepcopy=False, states=FINISHED_STATES)
-    return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR)]
-
-
-def _runs(study: optuna.Study, *also: TrialState) -> list[FrozenTrial]:
-    """The study's trials that are runs (completed or pruned, surplus trials left out), and
-    those in the states ``also``."""
-    trials = study.get_trials(deepcopy=False, states=(*RUN_STATES, *also))
-    return [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR)]
+def _trials(study: optuna.Study, *states: TrialState) -> list[FrozenTrial]:
+    """The study's trials in ``states``, surplus trials (which trained nothing) left out."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get(SURPLUS_ATTR)]
 
 
 def _bracket(
@@ -324,15 +317,10 @@ def _bracket(
         if lr in set(observations["lr"]):
             return  # the range ends there: the optimum lies outside what the user lets us search
         pending = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-        if any(_fixed_lr(t, objective.lr_param) == lr for t in pending):
+        if any(trial_lr(t, objective.lr_param) == lr for t in pending):
             return  # another worker is bracketing this rung
         study.enqueue_trial({objective.lr_param: lr})
         study.optimize(objective, n_trials=1, callbacks=[report])
-
-
-def _fixed_lr(trial: FrozenTrial, lr_param: str) -> float | None:
-    """The LR a waiting or running trial was enqueued with (or has drawn), if any."""
-    return trial.params.get(lr_param, trial.system_attrs.get("fixed_params", {}).get(lr_param))
 
 
 def _own_optimum(study: optuna.Study) -> tuple[pd.DataFrame, dict[str, object]]:
@@ -348,8 +336,8 @@ def _summary(study: optuna.Study, rung: AnyRung, prior: LRPrediction | None) -> 
     observations, optimum = _own_optimum(study)
     best = observations[~observations["diverged"].astype(bool)].nsmallest(1, "loss")
     prior_lo, prior_hi = prior.interval(0.9) if prior else (math.nan, math.nan)
-    finished = _finished(study)
-    runs = _runs(study)
+    finished = _trials(study, *FINISHED_STATES)
+    runs = [t for t in finished if t.state in RUN_STATES]
     scale = rung.scale()
     cost = study_cost(study, rung)
     return {
@@ -379,7 +367,7 @@ def _summary(study: optuna.Study, rung: AnyRung, prior: LRPrediction | None) -> 
 def study_cost(study: optuna.Study, rung: AnyRung) -> dict[str, float]:
     """What a study of ``rung`` has spent: its finished ``trials`` (failed ones included, surplus
     ones not: they trained nothing), their ``flops`` and ``wall_seconds``."""
-    trials = _finished(study)
+    trials = _trials(study, *FINISHED_STATES)
     return {
         "trials": len(trials),
         "flops": sum(trial_flops(t, rung) for t in trials),
