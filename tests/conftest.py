@@ -32,6 +32,28 @@ def code_corpus(tmp_path_factory) -> str:
     return str(prepare_corpus(Path(email.__file__).parent, path, pattern="*.py").path)
 
 
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty database on the PostgreSQL server that ``LRLAW_TEST_POSTGRES_URL`` names
+    (`.ci/run` starts one on 127.0.0.1), dropped after the test."""
+    import os
+    import uuid
+
+    import sqlalchemy
+
+    server = os.environ.get("LRLAW_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("no PostgreSQL server: LRLAW_TEST_POSTGRES_URL is unset (.ci/run starts one on 127.0.0.1)")
+    name = f"lrlaw_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield f"{server.rsplit('/', 1)[0]}/{name}"
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def _hypothesis_profiles() -> None:
     import os
 

@@ -48,7 +48,49 @@ CASES = {
     "repeated row": (["fit", "{repeated}", "--target", "params=1e8,tokens=1e10"], "repeats an earlier row"),
     "not UTF-8": (["fit", "{latin1}", "--target", "params=1e8,tokens=1e10"], "not UTF-8"),
     "missing runs file": (["fit", "missing.csv", "--target", "params=1e8,tokens=1e10"], "missing.csv"),
+    "corpus cut short": (["ladder", "--device", "cpu", "--corpus", "{cut}"], "cut.bin holds 1,000 bytes"),
+    "corpus with an odd byte": (["ladder", "--device", "cpu", "--corpus", "{odd}"], "the file was cut or changed"),
+    "corpus description not JSON": (["ladder", "--device", "cpu", "--corpus", "{notjson}"], "notjson.json is not"),
+    "corpus of floats": (["ladder", "--device", "cpu", "--corpus", "{floats}"], "'float64' is not a token type"),
+    "corpus tokens outside its vocabulary": (["ladder", "--device", "cpu", "--corpus", "{vocab}"], "vocabulary of 100"),
+    "corpus description without counts": (["compare", "--device", "cpu", "--corpus", "{counts}"], "lacks tokens"),
+    "corpus files missing": (["ladder", "--device", "cpu", "--corpus", "nowhere.bin"], "nowhere.val.bin"),
+    "prepare: 10 bytes of text": (["data", "prepare", "{ten_bytes}", "--out", "new/c.bin"], "too little text"),
+    "prepare: an empty file": (["data", "prepare", "{empty_text}", "--out", "c.bin"], "0 train tokens"),
+    "prepare: a folder of nothing": (["data", "prepare", "{empty_folder}", "--out", "c.bin"], "no files matching"),
+    "prepare: into a folder": (["data", "prepare", "{text}", "--out", "folder"], "is a folder"),
+    "prepare: unknown tokenizer": (["data", "prepare", "{text}", "--out", "c.bin", "--tokenizer", "x"], "tokenizer"),
 }
+
+
+def corrupt_corpora(folder: Path) -> dict[str, str]:
+    """A good corpus, and copies of it broken one way each (as a disk or a hand edit breaks them)."""
+    import json
+    import shutil
+
+    from optuna_lrlaw.proxies import prepare_corpus
+
+    folder.mkdir()
+    (folder / "text.txt").write_text("def f(x):\n    return x + 1\n" * 2000)
+    good = prepare_corpus(folder / "text.txt", folder / "good.bin").path
+    meta = json.loads(good.with_suffix(".json").read_text())
+    paths = {}
+    for name, edit in {
+        "cut": lambda stem: stem.with_suffix(".bin").write_bytes(stem.with_suffix(".bin").read_bytes()[:1000]),
+        "odd": lambda stem: stem.with_suffix(".bin").write_bytes(stem.with_suffix(".bin").read_bytes() + b"x"),
+        "notjson": lambda stem: stem.with_suffix(".json").write_text("{oops"),
+        "floats": lambda stem: stem.with_suffix(".json").write_text(json.dumps({**meta, "dtype": "float64"})),
+        "vocab": lambda stem: stem.with_suffix(".json").write_text(json.dumps({**meta, "vocab_size": 100})),
+        "counts": lambda stem: stem.with_suffix(".json").write_text(
+            json.dumps({k: v for k, v in meta.items() if k != "tokens"})
+        ),
+    }.items():
+        stem = folder / name
+        for suffix in (".bin", ".val.bin", ".json"):
+            shutil.copy(good.with_name("good" + suffix), folder / (name + suffix))
+        edit(stem)
+        paths[name] = str(folder / f"{name}.bin")
+    return paths
 
 
 @pytest.fixture
@@ -63,6 +105,17 @@ def workdir(tmp_path):
         "negative": write_runs(tmp_path, "negative.csv", lambda f: f.assign(loss=f["loss"] - 3)),
         "repeated": write_runs(tmp_path, "repeated.csv", lambda f: pd.concat([f, f.iloc[[1]]])),
         "latin1": write_runs(tmp_path, "latin1.csv", encoding="latin-1"),
+        **corrupt_corpora(tmp_path / "corpora"),
+    }
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "ten.txt").write_text("0123456789")
+    (tmp_path / "texts" / "empty.txt").write_text("")
+    (tmp_path / "texts" / "nothing").mkdir()
+    files |= {
+        "ten_bytes": str(tmp_path / "texts" / "ten.txt"),
+        "empty_text": str(tmp_path / "texts" / "empty.txt"),
+        "empty_folder": str(tmp_path / "texts" / "nothing"),
+        "text": str(tmp_path / "corpora" / "text.txt"),
     }
     return tmp_path, files
 
@@ -71,7 +124,7 @@ def workdir(tmp_path):
 def test_bad_cli_input_is_one_clear_line(case, workdir):
     folder, files = workdir
     args, message = CASES[case]
-    before = sorted(p.name for p in folder.iterdir())
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
     done = subprocess.run(
         [sys.executable, "-c", "from optuna_lrlaw.cli import main; main()", *(a.format(**files) for a in args)],
         capture_output=True,
@@ -82,7 +135,7 @@ def test_bad_cli_input_is_one_clear_line(case, workdir):
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     assert message in done.stderr, done.stderr
-    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before  # nothing written
 
 
 def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(tmp_path):

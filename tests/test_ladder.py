@@ -124,6 +124,22 @@ def test_a_rung_cut_short_runs_only_its_missing_trials(code_corpus, tmp_path):
     assert sum("fixed_params" not in t.system_attrs for t in trials) == 3 and len(trials) <= 3 + BRACKET_TRIALS
 
 
+def test_a_trial_left_running_without_heartbeats_is_failed_and_its_run_searched_again(tmp_path, monkeypatch):
+    """A trial a worker without heartbeats left running (an older version's) holds no slot of
+    the budget once it is older than a stale heartbeat: the next climb fails it, with a warning."""
+    from optuna_lrlaw.ladder import run as run_module
+
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: 3.0 + 0.05 * math.log(lr / 3e-3) ** 2)
+    storage = f"sqlite:///{tmp_path / 'zombie.db'}"
+    optuna.create_study(storage=storage, study_name="ladder/mine").ask()  # its worker died long ago
+    monkeypatch.setattr(run_module, "STALE_SECONDS", 0)
+    with pytest.warns(UserWarning, match="trial 0 of 'ladder/mine' has run since .* without a heartbeat"):
+        result = run_ladder([rung], storage=storage, trials=3, max_expected_regret=1e-12)
+    states = [t.state for t in optuna.load_study(study_name="ladder/mine", storage=storage).trials]
+    assert states[0] == optuna.trial.TrialState.FAIL and optuna.trial.TrialState.RUNNING not in states
+    assert result.rungs.iloc[0]["trials"] >= 3 and result.rungs.iloc[0]["failed"] == 1
+
+
 def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_path):
     storage = f"sqlite:///{tmp_path / 'ladder.db'}"
     (rung,) = default_rungs((16,), **TINY)

@@ -85,23 +85,21 @@ def test_a_failure_that_is_not_divergence_is_retried_and_not_counted(tmp_path):
     assert len(observations_from_study(study)) == row["trials"]
 
 
-def test_a_dead_workers_trial_is_failed_and_retried(tmp_path, monkeypatch):
+def test_a_dead_workers_trial_is_failed_and_retried(tmp_path):
     """A trial whose worker stopped beating is failed by the next worker and enqueued again
     with the same LR; the retry runs, and the failure is neither a run nor a divergence."""
     import time
 
-    from optuna_lrlaw.integration import study as study_module
+    from optuna_lrlaw.integration.study import open_storage
 
-    monkeypatch.setattr(study_module, "HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr(study_module, "STALE_SECONDS", 1)
     url = f"sqlite:///{tmp_path / 'beats.db'}"
-    dead = optuna.create_study(storage=study_module.open_storage(url), study_name="rung")
+    dead = optuna.create_study(storage=open_storage(url, heartbeat_seconds=1, stale_seconds=1), study_name="rung")
     set_study_scale(dead, Scale(1e8, 2e9))
     dead.enqueue_trial({"lr": 2e-3})
     trial = dead.ask()  # a worker takes the trial, beats once, and is killed
     dead._storage.record_heartbeat(trial._trial_id)
     time.sleep(2.5)
-    alive = optuna.load_study(storage=study_module.open_storage(url), study_name="rung")
+    alive = optuna.load_study(storage=open_storage(url, heartbeat_seconds=1, stale_seconds=1), study_name="rung")
     alive.optimize(lambda t: 3.0 + t.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=1)
     first, retry = alive.trials
     assert first.state == optuna.trial.TrialState.FAIL

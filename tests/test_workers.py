@@ -1,14 +1,23 @@
-"""Four worker processes on one study in a file-based storage: no trial lost, no LR repeated."""
+"""Four worker processes on one study or one ladder, on PostgreSQL, SQLite and a journal file:
+each rung's budget shared, no LR trained twice, a killed worker's run resumed by another."""
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
 
 import optuna
 import pytest
+from tiny import TRAINING, long_rungs
 
 from optuna_lrlaw.ladder import DONE_ATTR
-from optuna_lrlaw.ladder.run import BRACKET_TRIALS, SURPLUS_ATTR
+from optuna_lrlaw.ladder.run import BRACKET_ATTR, BRACKET_TRIALS, SURPLUS_ATTR, WORKER_ATTR
+
+RUNNING = optuna.trial.TrialState.RUNNING
 
 WORKER = textwrap.dedent(
     """
@@ -76,11 +85,42 @@ LADDER_WORKER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "journal"])
-def test_four_ladder_workers_share_each_rungs_budget(tmp_path, backend):
+def _url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'ladder.db'}" if backend == "sqlite" else f"journal:{tmp_path / 'ladder.log'}"
+
+
+def _storage(url: str) -> str | optuna.storages.BaseStorage:
+    if not url.startswith("journal:"):
+        return url
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(url[len("journal:") :]))
+
+
+def _check_rung(study: optuna.Study, budget: int) -> list[optuna.trial.FrozenTrial]:
+    """The rung's runs: exactly ``budget`` searched ones plus its bracketing ones, no LR twice,
+    surplus trials empty, nothing left running or waiting, the rung done."""
+    runs = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get(SURPLUS_ATTR)]
+    searched = [t for t in runs if t.state != optuna.trial.TrialState.FAIL and not t.user_attrs.get(BRACKET_ATTR)]
+    bracketing = [t for t in runs if t.state != optuna.trial.TrialState.FAIL and t.user_attrs.get(BRACKET_ATTR)]
+    assert len(searched) == budget and len(bracketing) <= BRACKET_TRIALS
+    lrs = [t.params["lr"] for t in searched + bracketing]
+    assert len(set(lrs)) == len(lrs)
+    surplus = [t for t in study.trials if t.user_attrs.get(SURPLUS_ATTR)]
+    assert all(t.state == optuna.trial.TrialState.PRUNED and not t.params for t in surplus)
+    assert not [t for t in study.trials if not t.state.is_finished()]
+    assert study.user_attrs[DONE_ATTR] is True
+    return runs
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite", "journal"])
+def test_four_ladder_workers_share_each_rungs_budget(tmp_path, backend, request):
     """Four `run_ladder` processes started together on an empty storage: every rung ends with
     exactly its 4 searched runs plus its bracketing runs, no LR trained twice, no crash."""
-    url = f"sqlite:///{tmp_path / 'ladder.db'}" if backend == "sqlite" else f"journal:{tmp_path / 'ladder.log'}"
+    url = _url(backend, tmp_path, request)
     workers = [
         subprocess.Popen([sys.executable, "-c", LADDER_WORKER, url, str(seed)], stderr=subprocess.PIPE, text=True)
         for seed in range(4)
@@ -88,22 +128,81 @@ def test_four_ladder_workers_share_each_rungs_budget(tmp_path, backend):
     errors = [w.communicate(timeout=600)[1] for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0, 0], errors
 
-    if backend == "sqlite":
-        storage = url
-    else:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = JournalStorage(JournalFileBackend(str(tmp_path / "ladder.log")))
     for rung in ("mine-10000", "mine-40000"):
-        study = optuna.load_study(study_name=f"ladder/{rung}", storage=storage)
-        runs = [t for t in study.trials if t.state.is_finished() and not t.user_attrs.get(SURPLUS_ATTR)]
+        runs = _check_rung(optuna.load_study(study_name=f"ladder/{rung}", storage=_storage(url)), budget=4)
         assert all(t.state == optuna.trial.TrialState.COMPLETE for t in runs)
-        searched = [t for t in runs if "fixed_params" not in t.system_attrs]
-        bracketing = [t for t in runs if "fixed_params" in t.system_attrs]
-        assert len(searched) == 4 and len(bracketing) <= BRACKET_TRIALS
-        lrs = [t.params["lr"] for t in runs]
-        assert len(set(lrs)) == len(lrs)
-        surplus = [t for t in study.trials if t.user_attrs.get(SURPLUS_ATTR)]
-        assert all(t.state == optuna.trial.TrialState.PRUNED and not t.params for t in surplus)
-        assert study.user_attrs[DONE_ATTR] is True
+
+
+KILLED_WORKER = textwrap.dedent(
+    """
+    import sys, warnings
+    import optuna, torch
+    from optuna_lrlaw.integration.study import open_storage
+    from optuna_lrlaw.ladder import run_ladder
+
+    sys.path.insert(0, sys.argv[5])
+    from tiny import TRAINING, long_rungs
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    url, corpus, checkpoints, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    # Heartbeats every second, a worker silent for 3 s is dead (the product's are 30 s and 120 s).
+    storage = open_storage(url, heartbeat_seconds=1, stale_seconds=3)
+    run_ladder(long_rungs(), storage=storage, trials=4, max_expected_regret=1e-12, seed=seed,
+               corpus=corpus, checkpoint_dir=checkpoints, **TRAINING)
+    """
+)
+
+
+def _kill_mid_run(url: str, workers: dict[int, subprocess.Popen], corpus: str, checkpoints: Path) -> dict:
+    """SIGKILL the worker of a first-rung run that has written a checkpoint, while it trains on."""
+    rung = long_rungs()[0]
+    objective = rung.objective((1e-4, 1e-1), corpus=corpus, checkpoint_dir=str(checkpoints), **TRAINING)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            study = optuna.load_study(study_name=f"ladder/{rung.name}", storage=url)
+        except KeyError:  # the workers are still creating it
+            time.sleep(0.2)
+            continue
+        for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
+            pid = int(trial.user_attrs.get(WORKER_ATTR, ":0").rsplit(":", 1)[1])
+            checkpoint = checkpoints / f"{replace(objective.config, lr=trial.params.get('lr', 1.0)).fingerprint()}.pt"
+            if pid in workers and "lr" in trial.params and checkpoint.exists():
+                os.kill(pid, signal.SIGKILL)
+                workers[pid].wait(timeout=60)
+                return {"pid": pid, "trial": trial.number, "lr": trial.params["lr"], "study": study}
+        time.sleep(0.05)
+    raise AssertionError("no run wrote a checkpoint within 300 s")
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_a_worker_killed_mid_run_loses_nothing(tmp_path, backend, request, code_corpus):
+    """Four workers climb a tiny ladder of real proxies; one is killed with SIGKILL in the
+    middle of a run. The heartbeat fails its trial and another worker retries it, resuming
+    from its checkpoint; every rung still ends with exactly its budget, no LR run twice."""
+    url = _url(backend, tmp_path, request)
+    checkpoints = tmp_path / "checkpoints"
+    tests = str(Path(__file__).parent)
+    workers = {}
+    for seed in range(4):
+        args = [sys.executable, "-c", KILLED_WORKER, url, code_corpus, str(checkpoints), str(seed), tests]
+        worker = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+        workers[worker.pid] = worker
+    killed = _kill_mid_run(url, workers, code_corpus, checkpoints)
+    survivors = [w for pid, w in workers.items() if pid != killed["pid"]]
+    errors = [w.communicate(timeout=600)[1] for w in survivors]
+    assert [w.returncode for w in survivors] == [0, 0, 0], errors
+    assert workers[killed["pid"]].returncode == -signal.SIGKILL
+
+    first, second = (optuna.load_study(study_name=f"ladder/{rung.name}", storage=url) for rung in long_rungs())
+    runs = _check_rung(first, budget=4)
+    _check_rung(second, budget=4)
+    dead = next(t for t in first.trials if t.number == killed["trial"])
+    assert dead.state == optuna.trial.TrialState.FAIL
+    (retry,) = [t for t in runs if t.system_attrs.get("failed_trial") == killed["trial"]]
+    assert retry.params["lr"] == killed["lr"] and retry.state.is_finished()
+    assert retry.user_attrs["lrlaw.resumed_from_step"] > 0
+    assert retry.user_attrs[WORKER_ATTR] != dead.user_attrs[WORKER_ATTR]
+    assert not list(checkpoints.glob("*.pt"))  # every run that finished removed its checkpoint

@@ -84,11 +84,17 @@ def checked_lr_range(lr_range: tuple[float, float]) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def open_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+def open_storage(
+    storage: str | optuna.storages.BaseStorage,
+    *,
+    heartbeat_seconds: int = HEARTBEAT_SECONDS,
+    stale_seconds: int = STALE_SECONDS,
+) -> optuna.storages.BaseStorage:
     """The Optuna storage at ``storage`` (a URL), or one clear error saying what is wrong with it.
 
-    A URL opens an `optuna.storages.RDBStorage` with heartbeats, so that a killed worker's
-    trial is failed and retried (see `HEARTBEAT_SECONDS`). An SQLite URL is checked before
+    A URL opens an `optuna.storages.RDBStorage` with heartbeats every ``heartbeat_seconds``,
+    so that the trial of a worker silent for ``stale_seconds`` is failed and retried (see
+    `HEARTBEAT_SECONDS`). An SQLite URL is checked before
     anything is created: its folder must exist and be writable, and an existing file must be
     an SQLite database. Any other URL goes to SQLAlchemy, whose failure is reported with the
     URL. A storage object is returned as it is.
@@ -110,8 +116,8 @@ def open_storage(storage: str | optuna.storages.BaseStorage) -> optuna.storages.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     storage,
-                    heartbeat_interval=HEARTBEAT_SECONDS,
-                    grace_period=STALE_SECONDS,
+                    heartbeat_interval=heartbeat_seconds,
+                    grace_period=stale_seconds,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                         max_retry=MAX_RETRIES
                     ),

@@ -56,7 +56,6 @@ from optuna_lrlaw.ladder.run import (
 )
 from optuna_lrlaw.ladder.rungs import Rung, default_rungs
 from optuna_lrlaw.proxies.objective import ProxyObjective
-from optuna_lrlaw.proxies.train import resolve_device
 from optuna_lrlaw.science import priors
 from optuna_lrlaw.science.law import LRLaw, fit_law
 from optuna_lrlaw.science.truth_curve import TruthCurve, fit_truth_curve
@@ -222,7 +221,9 @@ def compare_search_costs(
         >>> plan = comparison_plan("cpu")                                          # doctest: +SKIP
         >>> compare_search_costs(plan, storage="sqlite:///compare.db").strategies  # doctest: +SKIP
     """
-    resolve_device(device)  # before the storage is created: a bad device writes nothing
+    # The target's objective checks the device, corpus and settings before the storage is
+    # created: bad input writes nothing.
+    plan.target.objective(plan.lr_range, device=device, **{**plan.training, **training})
     storage = open_storage(storage)
     events = events or LadderEvents()
     runner = _Runner(storage, name, plan, device, seed, events, {**plan.training, **training})

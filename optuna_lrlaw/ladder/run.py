@@ -12,12 +12,18 @@ Everything lives in the storage, so an interrupted ladder resumes where it stopp
 rung that finished is not run again, and a rung cut short runs only its missing trials.
 Several workers (processes or machines running the same ladder on one storage) share each
 rung's budget: a trial starts only while the rung's runs, finished and running, fall short
-of it (`_within_budget`), and a bracketing LR is enqueued once.
+of it (`_admitted`); a bracketing LR is enqueued once; a rung ends when all its runs have,
+a dead worker's run retried (`_finish_rung`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import math
+import os
+import socket
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +43,7 @@ from optuna_lrlaw.integration.study import (
     DIVERGED_ATTR,
     FINISHED_STATES,
     RUN_STATES,
+    STALE_SECONDS,
     checked_lr_range,
     name_the_metric,
     observations_from_study,
@@ -47,7 +54,6 @@ from optuna_lrlaw.integration.study import (
 from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
-from optuna_lrlaw.proxies.train import resolve_device
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
 from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.scale import Scale
@@ -144,8 +150,9 @@ def run_ladder(
     names = [rung.name for rung in ordered]
     if len(set(names)) != len(names):
         raise ValueError(f"the rungs must differ in scale, got {names}")
-    if any(isinstance(rung, Rung) for rung in rungs):
-        resolve_device(device)  # before the storage is created: a bad device writes nothing
+    # Every rung's objective checks its device, corpus and settings before the storage is
+    # created: bad input writes nothing.
+    objectives = [rung.objective(lr_range, device=device, **training) for rung in ordered]
     storage = open_storage(storage)
     events = events or LadderEvents()
     study_names = [f"{name}/{rung_name}" for rung_name in names]
@@ -153,7 +160,7 @@ def run_ladder(
     for index, rung in enumerate(ordered):
         # The rungs below this one make its law: the prediction it starts from.
         law = LawFromStorage(storage, features=features, studies=study_names[:index])
-        objective = rung.objective(lr_range, device=device, **training)
+        objective = objectives[index]
         study = optuna.create_study(
             storage=storage,
             study_name=study_names[index],
@@ -166,22 +173,27 @@ def run_ladder(
         set_study_scale(study, objective.scale)
         fitted = law.law_for(study)
         prior = None if fitted is None else fitted.predict(objective.scale)
-        runs = len(_trials(study, *RUN_STATES))  # a failed trial is retried
-        trials_left = 0 if study.user_attrs.get(DONE_ATTR) else trials - runs
+        done = study.user_attrs.get(DONE_ATTR, False)
+        if not done:
+            _fail_abandoned(study)
+        searched = [t for t in _trials(study, *RUN_STATES) if not t.user_attrs.get(BRACKET_ATTR)]
+        trials_left = 0 if done else trials - len(searched)  # a failed trial is retried, not counted
         events.rung_started(index, rung, prior, trials_left)
-        if trials_left > 0:
+        if not done:
 
             def report(study: optuna.Study, trial: FrozenTrial, index: int = index, rung: AnyRung = rung) -> None:
                 events.trial_finished(index, rung, trial)
 
-            study.optimize(
-                _within_budget(objective, trials),
-                n_trials=trials_left,
-                callbacks=[LRLawConvergence(max_expected_regret), report],
-            )
-            _bracket(study, objective, lr_range, report)
-        study.set_user_attr(DONE_ATTR, True)
-        publish_to_dashboard(study, prior)
+            if trials_left > 0:
+                study.optimize(
+                    _admitted(objective, trials),
+                    n_trials=trials_left,
+                    callbacks=[LRLawConvergence(max_expected_regret), report],
+                )
+            _finish_rung(study, storage, objective, lr_range, report)
+            if not study.user_attrs.get(DONE_ATTR):
+                study.set_user_attr(DONE_ATTR, True)
+                publish_to_dashboard(study, prior)
         rows.append(_summary(study, rung, prior))
     everything = LawFromStorage(storage, features=features, studies=study_names)
     with warnings.catch_warnings():  # no law at the end is what `law=None` says
@@ -267,26 +279,59 @@ def record_rung(study: optuna.Study, rung: AnyRung, **place: object) -> None:
     name_the_metric(study)
 
 
-#: On a trial that a worker started after other workers had taken the rung's budget: it
-#: trained nothing (pruned before suggesting an LR) and is not counted as a run.
+#: On a trial that a worker started when it was not the rung's to run (the budget taken, its
+#: LR run by another worker): it trained nothing (pruned before suggesting an LR) and is
+#: not counted as a run.
 SURPLUS_ATTR = "lrlaw.ladder.surplus"
+#: On every trial a ladder worker runs: the worker, ``host:pid``, for an operator to tell
+#: which machine ran what (shown by optuna-dashboard).
+WORKER_ATTR = "lrlaw.ladder.worker"
+#: On a trial enqueued to bracket the rung's optimum (`_bracket_lr`).
+BRACKET_ATTR = "lrlaw.ladder.bracket"
+#: How often a worker waiting for the other workers' runs of a rung looks at the storage (seconds).
+_POLL_SECONDS = 1.0
 
 
-def _within_budget(objective: Callable[[optuna.Trial], float], budget: int) -> Callable[[optuna.Trial], float]:
-    """``objective``, run only when fewer than ``budget`` earlier trials of the study are runs
-    or running. The storage numbers trials one at a time, so workers that start together
-    agree on which trials are within the budget; one that is not is pruned at once (marked
-    `SURPLUS_ATTR`) and its worker stops searching this rung."""
+def _admitted(objective: ProxyObjective, budget: int) -> Callable[[optuna.Trial], float]:
+    """``objective``, run only for a trial that is the rung's to run (see `_surplus`); any
+    other is pruned at once, before suggesting an LR, marked `SURPLUS_ATTR`, and its
+    worker stops searching the rung. An admitted trial is marked with its worker (`WORKER_ATTR`)."""
 
-    def objective_within_budget(trial: optuna.Trial) -> float:
-        earlier = [t for t in _trials(trial.study, *RUN_STATES, TrialState.RUNNING) if t.number < trial.number]
-        if len(earlier) >= budget:
+    def admitted_objective(trial: optuna.Trial) -> float:
+        why = _surplus(trial, budget, objective.lr_param)
+        if why is not None:
             trial.set_user_attr(SURPLUS_ATTR, True)
             trial.study.stop()
-            raise optuna.TrialPruned("the rung's budget is taken by other workers")
+            raise optuna.TrialPruned(why)
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         return objective(trial)
 
-    return objective_within_budget
+    return admitted_objective
+
+
+def _surplus(trial: optuna.Trial, budget: int, lr_param: str) -> str | None:
+    """Why ``trial`` is not the rung's to run, or None when it is.
+
+    A searched trial needs one of the rung's ``budget`` slots: fewer than ``budget`` earlier
+    searched trials may be runs, running or waiting (a dead worker's retried run). The
+    storage numbers trials one at a time, so workers that start together agree on which
+    trials are within the budget. An enqueued trial (a retried run, or a bracketing LR)
+    needs an LR that no earlier trial has run, is running or waits to run, and a bracketing
+    one a free bracketing slot.
+    """
+    trials = _trials(trial.study, *RUN_STATES, TrialState.RUNNING, TrialState.WAITING)
+    earlier = [t for t in trials if t.number < trial.number and not _abandoned(t)]
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    lr = trial_lr(frozen, lr_param)  # set already: an enqueued LR, or a dead worker's run retried
+    if lr is None:
+        searched = [t for t in earlier if not t.user_attrs.get(BRACKET_ATTR)]
+        return None if len(searched) < budget else "the rung's budget is taken by other workers"
+    if any(trial_lr(t, lr_param) == lr for t in earlier):
+        return f"the LR {lr:.4g} is another worker's run"
+    brackets = sum(bool(t.user_attrs.get(BRACKET_ATTR)) for t in earlier)
+    if frozen.user_attrs.get(BRACKET_ATTR) and brackets >= BRACKET_TRIALS:
+        return "the rung's bracketing runs are taken by other workers"
+    return None
 
 
 def _trials(study: optuna.Study, *states: TrialState) -> list[FrozenTrial]:
@@ -294,33 +339,93 @@ def _trials(study: optuna.Study, *states: TrialState) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get(SURPLUS_ATTR)]
 
 
-def _bracket(
+def _abandoned(trial: FrozenTrial) -> bool:
+    """A trial left running by a worker without heartbeats (one of a version before them, or
+    not a ladder worker): it was never marked with a worker, and started longer ago than a
+    heartbeat storage waits for a silent worker. A ladder worker marks its trials at once."""
+    started = trial.datetime_start
+    return (
+        trial.state == TrialState.RUNNING
+        and WORKER_ATTR not in trial.user_attrs
+        and started is not None
+        and (datetime.datetime.now() - started).total_seconds() > STALE_SECONDS
+    )
+
+
+def _fail_abandoned(study: optuna.Study) -> None:
+    """Fail the study's abandoned trials (`_abandoned`), so that they hold no slot of the budget."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _abandoned(trial):
+            warnings.warn(
+                f"trial {trial.number} of {study.study_name!r} has run since {trial.datetime_start:%Y-%m-%d %H:%M} "
+                "without a heartbeat: it is marked failed and its run is searched again",
+                stacklevel=2,
+            )
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+                study.tell(trial.number, state=TrialState.FAIL)
+
+
+def _has_heartbeats(storage: optuna.storages.BaseStorage) -> bool:
+    """Whether ``storage`` tells a dead worker from a slow one (Optuna's RDB storage with a
+    heartbeat interval; its JournalStorage has no heartbeat)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
+def _finish_rung(
     study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
     objective: ProxyObjective,
     lr_range: tuple[float, float],
     report: Callable[[optuna.Study, FrozenTrial], None],
 ) -> None:
-    """Spend up to `BRACKET_TRIALS` more trials, each `BRACKET_STEP` times past the best LR
-    on the open side, until the rung's sweep brackets its optimum.
+    """Wait until the rung's sweep is whole, then bracket its optimum.
+
+    On a storage with heartbeats, a worker whose share of the budget is spent waits for the
+    other workers' runs, and runs any trial a dead worker left (Optuna's heartbeat fails it
+    and enqueues it again; a proxy resumes from its checkpoint), so that the bracketing
+    step, the rung's end and the next rung's law see every run. A storage without
+    heartbeats cannot tell a dead worker from a slow one: there a worker does not wait.
 
     The sampler draws where the optimum probably is, which need not bracket it; but the law
     can use a rung only when its sweep does, so a rung whose best run sits at an edge of its
-    sweep tries one step beyond that edge.
+    sweep tries up to `BRACKET_TRIALS` LRs past that edge, each enqueued once.
     """
-    for _ in range(BRACKET_TRIALS):
-        observations, optimum = _own_optimum(study)
-        if optimum.get("beyond") not in ("below", "above"):
-            return  # bracketed, or too few runs to say on which side
-        finite = observations.loc[~observations["diverged"].astype(bool), "lr"]
-        edge, step = (finite.min(), 1 / BRACKET_STEP) if optimum["beyond"] == "below" else (finite.max(), BRACKET_STEP)
-        lr = float(min(max(edge * step, lr_range[0]), lr_range[1]))
-        if lr in set(observations["lr"]):
-            return  # the range ends there: the optimum lies outside what the user lets us search
+    enqueued_only = _admitted(objective, budget=0)
+    heartbeats = _has_heartbeats(storage)
+    while True:
+        if heartbeats:
+            with warnings.catch_warnings():  # fail_stale_trials is experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+        _fail_abandoned(study)
         pending = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-        if any(trial_lr(t, objective.lr_param) == lr for t in pending):
-            return  # another worker is bracketing this rung
-        study.enqueue_trial({objective.lr_param: lr})
-        study.optimize(objective, n_trials=1, callbacks=[report])
+        if any(t.state == TrialState.WAITING for t in pending):
+            study.optimize(enqueued_only, n_trials=1, callbacks=[report])
+            continue
+        if heartbeats and pending:
+            time.sleep(_POLL_SECONDS)
+            continue
+        lr = _bracket_lr(study, objective.lr_param, lr_range)
+        if lr is None or any(trial_lr(t, objective.lr_param) == lr for t in pending):
+            return  # bracketed, or the range ends there, or another worker is bracketing
+        study.enqueue_trial({objective.lr_param: lr}, user_attrs={BRACKET_ATTR: True})
+
+
+def _bracket_lr(study: optuna.Study, lr_param: str, lr_range: tuple[float, float]) -> float | None:
+    """The LR `BRACKET_STEP` times past the rung's best run on the side where its optimum
+    lies, or None when the sweep brackets its optimum, has too few runs to say on which
+    side, has spent its `BRACKET_TRIALS`, or the range ends there (the optimum lies outside
+    what the user lets us search)."""
+    if sum(bool(t.user_attrs.get(BRACKET_ATTR)) for t in _trials(study, *RUN_STATES)) >= BRACKET_TRIALS:
+        return None
+    observations, optimum = _own_optimum(study)
+    if optimum.get("beyond") not in ("below", "above"):
+        return None
+    finite = observations.loc[~observations["diverged"].astype(bool), "lr"]
+    edge, step = (finite.min(), 1 / BRACKET_STEP) if optimum["beyond"] == "below" else (finite.max(), BRACKET_STEP)
+    lr = float(min(max(edge * step, lr_range[0]), lr_range[1]))
+    return None if lr in set(observations["lr"]) else lr
 
 
 def _own_optimum(study: optuna.Study) -> tuple[pd.DataFrame, dict[str, object]]:

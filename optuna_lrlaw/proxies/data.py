@@ -28,7 +28,11 @@ from pathlib import Path
 import numpy as np
 
 TOKENIZERS: tuple[str, ...] = ("byte", "bpe")
+TOKEN_DTYPES: tuple[str, ...] = ("uint16", "uint32")
 BYTE_VOCAB = 256
+#: The fewest tokens a prepared split may hold: two windows of the proxies' default
+#: 128-token context. A smaller source is a mistake (an empty file, the wrong pattern).
+MIN_SPLIT_TOKENS = 256
 CACHE_ENV = "OPTUNA_LRLAW_CACHE"
 
 
@@ -89,17 +93,57 @@ def _files_of(stem: Path) -> dict[str, Path]:
 
 
 def open_corpus(path: str | os.PathLike) -> Corpus:
-    """The corpus prepared at ``path`` (``corpus.bin``, or its stem ``corpus``)."""
+    """The corpus prepared at ``path`` (``corpus.bin``, or its stem ``corpus``), after checking
+    its files against its metadata: a ValueError names the file at fault and what is wrong."""
     files = _files_of(_stem(path))
     missing = [str(file) for file in files.values() if not file.exists()]
     if missing:
         raise FileNotFoundError(
             f"not a prepared corpus (missing {', '.join(missing)}); run `optuna-lrlaw data prepare`"
         )
-    meta = json.loads(files["meta"].read_text())
+    meta = _read_meta(files["meta"])
     dtype = np.dtype(meta["dtype"])
-    train, val = (np.memmap(files[split], dtype=dtype, mode="r") for split in ("train", "val"))
-    return Corpus(path=files["train"], train=train, val=val, vocab_size=int(meta["vocab_size"]), meta=meta)
+    splits = {}
+    for split in ("train", "val"):
+        file, expected = files[split], meta["tokens"][split]
+        size = file.stat().st_size
+        if size % dtype.itemsize or size // dtype.itemsize != expected:
+            raise ValueError(
+                f"{file} holds {size:,} bytes, but {files['meta'].name} says {expected:,} tokens of {dtype.name} "
+                f"({expected * dtype.itemsize:,} bytes): the file was cut or changed; prepare the corpus again"
+            )
+        tokens = np.memmap(file, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
+        if len(tokens) and int(tokens.max()) >= meta["vocab_size"]:
+            raise ValueError(
+                f"{file} holds token {int(tokens.max())}, outside the vocabulary of {meta['vocab_size']} "
+                f"that {files['meta'].name} gives"
+            )
+        splits[split] = tokens
+    return Corpus(path=files["train"], vocab_size=meta["vocab_size"], meta=meta, **splits)
+
+
+def _read_meta(file: Path) -> dict:
+    """A corpus's metadata, checked: a ValueError names the file and the entry at fault."""
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{file} is not a corpus description (not JSON: {error}); prepare the corpus again") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{file} is not a corpus description (a JSON object is expected)")
+    missing = [key for key in ("vocab_size", "dtype", "tokens") if key not in meta]
+    if missing:
+        raise ValueError(f"{file} lacks {', '.join(missing)}: not a corpus from `optuna-lrlaw data prepare`")
+    if meta["dtype"] not in TOKEN_DTYPES:
+        raise ValueError(f"{file}: dtype {meta['dtype']!r} is not a token type; it must be one of {TOKEN_DTYPES}")
+    vocab = meta["vocab_size"]
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 2:
+        raise ValueError(f"{file}: vocab_size must be an integer of at least 2, got {vocab!r}")
+    counts = meta["tokens"]
+    if not (
+        isinstance(counts, dict) and all(isinstance(counts.get(s), int) and counts[s] >= 0 for s in ("train", "val"))
+    ):
+        raise ValueError(f"{file}: tokens must give the train and val token counts, got {counts!r}")
+    return meta
 
 
 def _source_files(source: Path, pattern: str) -> list[Path]:
@@ -149,7 +193,9 @@ def prepare_corpus(
         raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
-    source = Path(source)
+    source, stem = Path(source), _stem(out)
+    if Path(out).is_dir() or stem.is_dir():
+        raise ValueError(f"{out} is a folder: name the corpus file, e.g. {Path(out) / 'corpus.bin'}")
     files = _source_files(source, pattern)
     relative = [file.relative_to(source).as_posix() if source.is_dir() else file.name for file in files]
     kept = [not set(name.split("/")[:-1]) & set(exclude) for name in relative]
@@ -158,24 +204,46 @@ def prepare_corpus(
     splits = _split_files(files, relative, val_fraction)
     encode, vocab, tokenizer_file = _tokenizer(tokenizer, vocab_size, splits["train"])
     dtype = np.uint16 if vocab <= 2**16 else np.uint32
-    stem = _stem(out)
+    created = [folder for folder in (stem.parent, *stem.parent.parents) if not folder.exists()]
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = _files_of(stem)
-    counts = _write_splits(splits, encode, dtype, paths, single_file=len(files) == 1, val_fraction=val_fraction)
-    meta = {
-        "tokenizer": tokenizer,
-        "vocab_size": vocab,
-        "dtype": np.dtype(dtype).name,
-        "source": str(source),
-        "files": {"train": len(splits["train"]), "val": len(splits["val"])} if len(files) > 1 else {"single": 1},
-        "tokens": counts,
-        "val_fraction": val_fraction,
-    }
-    if tokenizer_file is not None:
-        tokenizer_path = stem.with_name(stem.name + ".tokenizer.json")
-        shutil.move(tokenizer_file, tokenizer_path)
-        meta["tokenizer_file"] = tokenizer_path.name
-    paths["meta"].write_text(json.dumps(meta, indent=2) + "\n")
+    # Everything is written into a private folder and moved into place once it is whole: a
+    # failure, or a source too small to be a corpus, leaves nothing behind.
+    scratch = Path(tempfile.mkdtemp(dir=stem.parent, prefix=".preparing-"))
+    try:
+        staged = _files_of(scratch / stem.name)
+        counts = _write_splits(splits, encode, dtype, staged, single_file=len(files) == 1, val_fraction=val_fraction)
+        small = {split: count for split, count in counts.items() if count < MIN_SPLIT_TOKENS}
+        if small:
+            raise ValueError(
+                f"{source} gives too little text for a corpus: "
+                + ", ".join(f"{count:,} {split} tokens" for split, count in small.items())
+                + f" (each split needs at least {MIN_SPLIT_TOKENS:,})"
+            )
+        meta = {
+            "tokenizer": tokenizer,
+            "vocab_size": vocab,
+            "dtype": np.dtype(dtype).name,
+            "source": str(source),
+            "files": {"train": len(splits["train"]), "val": len(splits["val"])} if len(files) > 1 else {"single": 1},
+            "tokens": counts,
+            "val_fraction": val_fraction,
+        }
+        final = _files_of(stem)
+        if tokenizer_file is not None:
+            staged["tokenizer"] = scratch / f"{stem.name}.tokenizer.json"
+            final["tokenizer"] = stem.with_name(stem.name + ".tokenizer.json")
+            shutil.move(tokenizer_file, staged["tokenizer"])
+            meta["tokenizer_file"] = final["tokenizer"].name
+        staged["meta"].write_text(json.dumps(meta, indent=2) + "\n")
+        for name in ("train", "val", "tokenizer", "meta"):  # the metadata last: it says the corpus is whole
+            if name in staged:
+                os.replace(staged[name], final[name])
+    except BaseException:
+        for folder in reversed(created):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return open_corpus(stem)
 
 

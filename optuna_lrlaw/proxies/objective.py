@@ -10,7 +10,7 @@ import torch
 
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS, checked_lr_range
 from optuna_lrlaw.proxies.config import ProxyConfig
-from optuna_lrlaw.proxies.train import TrainConfig, resolve_device, train_proxy
+from optuna_lrlaw.proxies.train import TrainConfig, checked_corpus, resolve_device, train_proxy
 from optuna_lrlaw.science.scale import Scale
 
 
@@ -20,14 +20,17 @@ class ProxyObjective:
     It returns the final validation loss and records on the trial what the plugin and the
     comparisons read: the run's scale (``lrlaw.params``, ``lrlaw.tokens``,
     ``lrlaw.batch_tokens``), ``lrlaw.diverged``, and its FLOPs, tokens/s, MFU and wall
-    time. A diverged run is a completed trial marked diverged (its value ``inf`` when the
-    loss is not finite: Optuna would record NaN as a failure), never a crash. Build it with
+    time (`train_proxy` adds ``lrlaw.resumed_from_step`` when a checkpoint resumed it). A
+    diverged run is a completed trial marked diverged (its value ``inf`` when the loss is
+    not finite: Optuna would record NaN as a failure), never a crash. Build it with
     `proxy_objective`.
     """
 
     def __init__(self, config: TrainConfig, lr_range: tuple[float, float], lr_param: str, device: str | torch.device):
         self.lr_range = checked_lr_range(lr_range)
         resolve_device(device)  # a device this machine lacks is refused now, not in the first trial
+        if config.corpus is not None:
+            checked_corpus(config)  # and so is a corpus that is not whole or does not fit the model
         self.config, self.lr_param, self.device = config, lr_param, device
 
     @property

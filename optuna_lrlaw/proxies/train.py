@@ -128,6 +128,7 @@ class ProxyResult:
     ``stable_losses`` the evaluations inside a WSD run's stable phase (tokens, val_loss),
     points of a loss-versus-data curve from a single run. A diverged run's
     ``final_loss`` is its loss before training, the loss of a model that learned nothing.
+    ``resumed_from_step`` is the step its checkpoint brought it back to (0: a fresh start).
     """
 
     final_loss: float
@@ -143,6 +144,7 @@ class ProxyResult:
     device: str
     curve: pd.DataFrame = field(repr=False)
     stable_losses: pd.DataFrame = field(repr=False)
+    resumed_from_step: int = 0
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -193,7 +195,7 @@ class _Progress:
     diverged: str | None = None
 
 
-def _checked_corpus(config: TrainConfig, corpus: Corpus | None) -> Corpus:
+def checked_corpus(config: TrainConfig, corpus: Corpus | None = None) -> Corpus:
     """``corpus``, or the one ``config`` names, after checking it fits the model and the budget."""
     if corpus is None:
         corpus = builtin_corpus() if config.corpus is None else open_corpus(config.corpus)
@@ -226,7 +228,8 @@ def train_proxy(
     """Train the proxy of ``config`` at its learning rate and return its final validation loss and costs.
 
     With a ``trial``, every validation loss is reported (``trial.report(loss, step)``) and
-    ``trial.should_prune()`` is honoured by raising `optuna.TrialPruned`. A run whose
+    ``trial.should_prune()`` is honoured by raising `optuna.TrialPruned`; a run resumed from
+    its checkpoint reports the curve so far and sets ``lrlaw.resumed_from_step``. A run whose
     training loss is not finite or climbs back above its starting value, or whose
     validation curve diverges (`optuna_lrlaw.science.training_curve.divergence`), stops
     early with ``diverged=True``. ``corpus`` overrides ``config.corpus`` with an opened one.
@@ -237,7 +240,7 @@ def train_proxy(
         >>> result.steps, bool(result.final_loss < result.curve["val_loss"].iloc[0])
         (64, True)
     """
-    run = _Run(config, resolve_device(device), _checked_corpus(config, corpus), trial)
+    run = _Run(config, resolve_device(device), checked_corpus(config, corpus), trial)
     try:
         run.train()
     finally:
@@ -258,6 +261,7 @@ class _Run:
         )
         self.checkpoint = Path(config.checkpoint_dir) / f"{config.fingerprint()}.pt" if config.checkpoint_dir else None
         self.progress = self._resume()
+        self.resumed_from_step = self.progress.step
         use_compile = config.compile if config.compile is not None else device.type == "cuda"
         self.forward = torch.compile(self.model) if use_compile else self.model
         self.autocast = _prepare_device(device)
@@ -275,7 +279,7 @@ class _Run:
             step = progress.step
             if step in self.eval_steps and (not progress.rows or progress.rows[-1]["step"] != step):
                 self._evaluate(step)
-                if self.checkpoint is not None and step < config.steps and progress.diverged is None:
+                if self.checkpoint is not None and 0 < step < config.steps and progress.diverged is None:
                     progress.wall_seconds = time.perf_counter() - started
                     self._save()
             if step >= config.steps or progress.diverged is not None:
@@ -365,6 +369,7 @@ class _Run:
         self.optimizer.load_state_dict(saved["optimizer"])
         progress = _Progress(**saved["progress"])
         if self.trial is not None:  # a retried trial is a new trial: give it the curve so far
+            self.trial.set_user_attr("lrlaw.resumed_from_step", progress.step)
             for row in progress.rows:
                 self.trial.report(row["val_loss"], row["step"])
         return progress
@@ -394,6 +399,7 @@ class _Run:
             device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             curve=curve,
             stable_losses=curve.loc[in_stable_phase, ["tokens", "val_loss"]].reset_index(drop=True),
+            resumed_from_step=self.resumed_from_step,
         )
 
 
