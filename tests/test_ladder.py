@@ -140,6 +140,42 @@ def test_a_trial_left_running_without_heartbeats_is_failed_and_its_run_searched_
     assert result.rungs.iloc[0]["trials"] >= 3 and result.rungs.iloc[0]["failed"] == 1
 
 
+def test_a_worker_killed_while_bracketing_leaves_a_run_the_next_worker_finishes(tmp_path):
+    """A worker dies in the middle of a bracketing run: the next worker, arriving at a rung
+    whose search is spent, waits for the dead run to go stale, runs its retry, and goes on
+    bracketing; each bracketing LR is run once and the rung ends done."""
+    import time
+
+    from optuna_lrlaw.integration.study import open_storage
+    from optuna_lrlaw.ladder.run import BRACKET_ATTR, WORKER_ATTR
+
+    def loss(lr: float) -> float:
+        return 3.0 + 0.05 * math.log(lr / 3e-3) ** 2
+
+    url = f"sqlite:///{tmp_path / 'bracketing.db'}"
+    storage = open_storage(url, heartbeat_seconds=1, stale_seconds=1)
+    study = optuna.create_study(storage=storage, study_name="ladder/mine")
+    for lr in (1e-4, 1.4e-4, 2e-4):  # a search far below the optimum: its best run sits at the upper edge
+        study.enqueue_trial({"lr": lr})
+    study.optimize(lambda t: loss(t.suggest_float("lr", 1e-4, 1e-1, log=True)), n_trials=3)
+    study.enqueue_trial({"lr": 2e-4 * BRACKET_STEP}, user_attrs={BRACKET_ATTR: True})
+    dying = study.ask()  # a worker takes the bracketing run, beats once, and is killed
+    dying.set_user_attr(WORKER_ATTR, "dead-host:1")
+    study._storage.record_heartbeat(dying._trial_id)
+    time.sleep(2.5)
+
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: loss(lr))
+    run_ladder([rung], storage=storage, trials=3, max_expected_regret=1e-12)
+    trials = optuna.load_study(study_name="ladder/mine", storage=url).trials
+    assert trials[3].state == optuna.trial.TrialState.FAIL
+    bracketing = [t for t in trials if t.user_attrs.get(BRACKET_ATTR) and t.state.is_finished() and t.number > 3]
+    assert [t.params["lr"] for t in bracketing] == pytest.approx([2e-4 * BRACKET_STEP, 2e-4 * BRACKET_STEP**2])
+    assert bracketing[0].system_attrs["failed_trial"] == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in bracketing)
+    assert len(trials) == 3 + 1 + BRACKET_TRIALS
+    assert optuna.load_study(study_name="ladder/mine", storage=url).user_attrs[DONE_ATTR] is True
+
+
 def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_path):
     storage = f"sqlite:///{tmp_path / 'ladder.db'}"
     (rung,) = default_rungs((16,), **TINY)
