@@ -36,21 +36,34 @@ def code_corpus(tmp_path_factory) -> str:
 def postgres_url():
     """A fresh, empty database on the PostgreSQL server that ``LRLAW_TEST_POSTGRES_URL`` names
     (`.ci/run` starts one on 127.0.0.1), dropped after the test."""
+    yield from _fresh_database("LRLAW_TEST_POSTGRES_URL", "(.ci/run starts one on 127.0.0.1)", " WITH (FORCE)")
+
+
+@pytest.fixture
+def mysql_url():
+    """A fresh, empty database on the MySQL or MariaDB server that ``LRLAW_TEST_MYSQL_URL``
+    names (``mysql+pymysql://USER:PASSWORD@HOST:PORT/DB``, a user who may create databases)."""
+    pytest.importorskip("pymysql", reason="the mysql extra (PyMySQL) is not installed")
+    yield from _fresh_database("LRLAW_TEST_MYSQL_URL", "(.ci/run starts MariaDB on 127.0.0.1)", "")
+
+
+def _fresh_database(variable: str, where: str, drop_options: str):
     import os
     import uuid
 
     import sqlalchemy
 
-    server = os.environ.get("LRLAW_TEST_POSTGRES_URL")
+    server = os.environ.get(variable)
     if not server:
-        pytest.skip("no PostgreSQL server: LRLAW_TEST_POSTGRES_URL is unset (.ci/run starts one on 127.0.0.1)")
+        pytest.skip(f"no database server: {variable} is unset {where}")
     name = f"lrlaw_test_{uuid.uuid4().hex[:12]}"
+    quote = "`" if server.startswith("mysql") else '"'
     admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {quote}{name}{quote}"))
     yield f"{server.rsplit('/', 1)[0]}/{name}"
     with admin.connect() as connection:
-        connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        connection.execute(sqlalchemy.text(f"DROP DATABASE {quote}{name}{quote}{drop_options}"))
     admin.dispose()
 
 

@@ -107,3 +107,43 @@ def test_a_dead_workers_trial_is_failed_and_retried(tmp_path):
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == first.number
     frame = observations_from_study(alive)
     assert len(frame) == 1 and not frame["diverged"].any()
+
+
+@pytest.mark.parametrize(
+    "race",
+    [
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: alembic_version.version_num",
+        "(sqlite3.OperationalError) table studies already exists",
+        '(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint "pg_type_typname_nsp_index"',
+        "(pymysql.err.IntegrityError) (1062, \"Duplicate entry 'v3.2.0.a' for key 'PRIMARY'\")",
+        "(pymysql.err.OperationalError) (1050, \"Table 'studies' already exists\")",
+    ],
+)
+def test_a_worker_that_loses_the_race_to_create_the_tables_opens_the_winners(tmp_path, monkeypatch, race):
+    """Workers started together on an empty database race to create its tables; each
+    database words the loser's error its own way (these are the messages seen on SQLite,
+    PostgreSQL 15 and MariaDB 10.11). The loser waits and opens what the winner made."""
+    from optuna_lrlaw.integration.study import open_storage
+
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError(race)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    storage = open_storage(f"sqlite:///{tmp_path / 'race.db'}")
+    assert isinstance(storage, real) and len(calls) == 2
+
+
+def test_an_error_that_is_not_a_race_is_reported_with_the_url(tmp_path, monkeypatch):
+    from optuna_lrlaw.integration.study import open_storage
+
+    def refusing(*args, **kwargs):
+        raise RuntimeError('(psycopg.OperationalError) password authentication failed for user "lrlaw"')
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", refusing)
+    with pytest.raises(ValueError, match="cannot open storage 'sqlite:///.*': .*password authentication failed"):
+        open_storage(f"sqlite:///{tmp_path / 'x.db'}")

@@ -86,8 +86,8 @@ LADDER_WORKER = textwrap.dedent(
 
 
 def _url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if backend == "postgresql":
-        return request.getfixturevalue("postgres_url")
+    if backend in ("postgresql", "mysql"):
+        return request.getfixturevalue(f"{backend.replace('postgresql', 'postgres')}_url")
     return f"sqlite:///{tmp_path / 'ladder.db'}" if backend == "sqlite" else f"journal:{tmp_path / 'ladder.log'}"
 
 
@@ -116,7 +116,7 @@ def _check_rung(study: optuna.Study, budget: int) -> list[optuna.trial.FrozenTri
     return runs
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite", "journal"])
+@pytest.mark.parametrize("backend", ["postgresql", "mysql", "sqlite", "journal"])
 def test_four_ladder_workers_share_each_rungs_budget(tmp_path, backend, request):
     """Four `run_ladder` processes started together on an empty storage: every rung ends with
     exactly its 4 searched runs plus its bracketing runs, no LR trained twice, no crash."""

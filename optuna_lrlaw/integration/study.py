@@ -66,8 +66,15 @@ HEARTBEAT_SECONDS = 30
 STALE_SECONDS = 120
 MAX_RETRIES = 3
 #: Errors of workers that create one storage's tables at the same moment (SQLite,
-#: PostgreSQL, MySQL): the loser waits a moment and opens what the winner created.
-_CREATION_RACES = ("already exists", "UNIQUE constraint failed", "UniqueViolation", "duplicate key", "is locked")
+#: PostgreSQL, MySQL and MariaDB): the loser waits a moment and opens what the winner created.
+_CREATION_RACES = (
+    "already exists",
+    "UNIQUE constraint failed",
+    "UniqueViolation",
+    "duplicate key",
+    "Duplicate entry",
+    "is locked",
+)
 _CREATION_ATTEMPTS = 5
 
 
