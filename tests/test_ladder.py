@@ -176,6 +176,33 @@ def test_a_worker_killed_while_bracketing_leaves_a_run_the_next_worker_finishes(
     assert optuna.load_study(study_name="ladder/mine", storage=url).user_attrs[DONE_ATTR] is True
 
 
+def test_a_bracketing_lr_that_keeps_failing_is_not_tried_for_ever(tmp_path):
+    """A bracketing LR whose run failed more often than a retried run may (it killed its
+    worker each time, say) is given up: the rung ends, unbracketed, instead of looping."""
+    from optuna_lrlaw.integration.study import MAX_RETRIES
+    from optuna_lrlaw.ladder.run import BRACKET_ATTR
+
+    def loss(lr: float) -> float:
+        return 3.0 + 0.05 * math.log(lr / 3e-3) ** 2
+
+    url = f"sqlite:///{tmp_path / 'failing.db'}"
+    study = optuna.create_study(storage=url, study_name="ladder/mine")
+    for lr in (1e-4, 1.4e-4, 2e-4):
+        study.enqueue_trial({"lr": lr})
+    study.optimize(lambda t: loss(t.suggest_float("lr", 1e-4, 1e-1, log=True)), n_trials=3)
+    for _ in range(MAX_RETRIES + 1):
+        study.enqueue_trial({"lr": 2e-4 * BRACKET_STEP}, user_attrs={BRACKET_ATTR: True})
+        trial = study.ask()
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: loss(lr))
+    result = run_ladder([rung], storage=url, trials=3, max_expected_regret=1e-12)
+    trials = optuna.load_study(study_name="ladder/mine", storage=url).trials
+    assert len(trials) == 3 + MAX_RETRIES + 1  # nothing more was tried
+    assert not result.rungs.iloc[0]["bracketed"] and result.rungs.iloc[0]["failed"] == MAX_RETRIES + 1
+
+
 def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_path):
     storage = f"sqlite:///{tmp_path / 'ladder.db'}"
     (rung,) = default_rungs((16,), **TINY)

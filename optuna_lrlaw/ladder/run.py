@@ -42,6 +42,7 @@ from optuna_lrlaw.integration import (
 from optuna_lrlaw.integration.study import (
     DIVERGED_ATTR,
     FINISHED_STATES,
+    MAX_RETRIES,
     RUN_STATES,
     STALE_SECONDS,
     checked_lr_range,
@@ -416,7 +417,8 @@ def _bracket_lr(study: optuna.Study, lr_param: str, lr_range: tuple[float, float
     """The LR `BRACKET_STEP` times past the rung's best run on the side where its optimum
     lies, or None when the sweep brackets its optimum, has too few runs to say on which
     side, has spent its `BRACKET_TRIALS`, or the range ends there (the optimum lies outside
-    what the user lets us search)."""
+    what the user lets us search), or that LR has failed more often than a retried run may
+    (a run that kills its worker every time is not tried for ever)."""
     if sum(bool(t.user_attrs.get(BRACKET_ATTR)) for t in _trials(study, *RUN_STATES)) >= BRACKET_TRIALS:
         return None
     observations, optimum = _own_optimum(study)
@@ -425,7 +427,8 @@ def _bracket_lr(study: optuna.Study, lr_param: str, lr_range: tuple[float, float
     finite = observations.loc[~observations["diverged"].astype(bool), "lr"]
     edge, step = (finite.min(), 1 / BRACKET_STEP) if optimum["beyond"] == "below" else (finite.max(), BRACKET_STEP)
     lr = float(min(max(edge * step, lr_range[0]), lr_range[1]))
-    return None if lr in set(observations["lr"]) else lr
+    failures = sum(trial_lr(t, lr_param) == lr for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+    return None if lr in set(observations["lr"]) or failures > MAX_RETRIES else lr
 
 
 def _own_optimum(study: optuna.Study) -> tuple[pd.DataFrame, dict[str, object]]:
