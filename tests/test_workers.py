@@ -147,8 +147,8 @@ KILLED_WORKER = textwrap.dedent(
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     url, corpus, checkpoints, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    # Heartbeats every second, a worker silent for 3 s is dead (the product's are 30 s and 120 s).
-    storage = open_storage(url, heartbeat_seconds=1, stale_seconds=3)
+    # Heartbeats every second, a worker silent for 6 s is dead (the product's are 30 s and 120 s).
+    storage = open_storage(url, heartbeat_seconds=1, stale_seconds=6)
     run_ladder(long_rungs(), storage=storage, trials=4, max_expected_regret=1e-12, seed=seed,
                corpus=corpus, checkpoint_dir=checkpoints, **TRAINING)
     """
