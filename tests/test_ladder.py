@@ -203,6 +203,31 @@ def test_a_bracketing_lr_that_keeps_failing_is_not_tried_for_ever(tmp_path):
     assert not result.rungs.iloc[0]["bracketed"] and result.rungs.iloc[0]["failed"] == MAX_RETRIES + 1
 
 
+def test_a_trial_another_worker_finished_first_ends_quietly(tmp_path):
+    """SQLite has no row lock, so two workers may take one waiting trial: the second to
+    finish cannot record it, and moves on with a warning instead of crashing. Any other
+    error still propagates."""
+    from optuna_lrlaw.ladder.run import _optimize
+
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    study = optuna.create_study(storage=url, study_name="rung")
+
+    def objective(trial: optuna.Trial) -> float:
+        # The other worker, training the same run, records it first.
+        optuna.load_study(study_name="rung", storage=url).tell(trial.number, 2.5)
+        return 2.5
+
+    with pytest.warns(UserWarning, match="another worker finished the same trial first"):
+        _optimize(study, objective, n_trials=1)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE]
+
+    def broken(trial: optuna.Trial) -> float:
+        raise ValueError("not a race")
+
+    with pytest.raises(ValueError, match="not a race"):
+        _optimize(study, broken, n_trials=1)
+
+
 def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_path):
     storage = f"sqlite:///{tmp_path / 'ladder.db'}"
     (rung,) = default_rungs((16,), **TINY)

@@ -86,8 +86,9 @@ LADDER_WORKER = textwrap.dedent(
 
 
 def _url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if backend in ("postgresql", "mysql"):
-        return request.getfixturevalue(f"{backend.replace('postgresql', 'postgres')}_url")
+    servers = {"postgresql": "postgres_url", "mysql": "mysql_url"}
+    if backend in servers:
+        return request.getfixturevalue(servers[backend])
     return f"sqlite:///{tmp_path / 'ladder.db'}" if backend == "sqlite" else f"journal:{tmp_path / 'ladder.log'}"
 
 

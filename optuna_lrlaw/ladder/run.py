@@ -22,6 +22,7 @@ import contextlib
 import datetime
 import math
 import os
+import random
 import socket
 import time
 import warnings
@@ -186,7 +187,8 @@ def run_ladder(
                 events.trial_finished(index, rung, trial)
 
             if trials_left > 0:
-                study.optimize(
+                _optimize(
+                    study,
                     _admitted(objective, trials),
                     n_trials=trials_left,
                     callbacks=[LRLawConvergence(max_expected_regret), report],
@@ -320,9 +322,14 @@ def _surplus(trial: optuna.Trial, budget: int, lr_param: str) -> str | None:
     needs an LR that no earlier trial has run, is running or waits to run, and a bracketing
     one a free bracketing slot.
     """
-    trials = _trials(trial.study, *RUN_STATES, TrialState.RUNNING, TrialState.WAITING)
-    earlier = [t for t in trials if t.number < trial.number and not _abandoned(t)]
-    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    counted = (*RUN_STATES, TrialState.RUNNING, TrialState.WAITING)
+    trials = trial.study.get_trials(deepcopy=False)  # one read of the storage per trial start
+    frozen = next(t for t in trials if t.number == trial.number)
+    earlier = [
+        t
+        for t in trials
+        if t.number < trial.number and t.state in counted and not t.user_attrs.get(SURPLUS_ATTR) and not _abandoned(t)
+    ]
     lr = trial_lr(frozen, lr_param)  # set already: an enqueued LR, or a dead worker's run retried
     if lr is None:
         searched = [t for t in earlier if not t.user_attrs.get(BRACKET_ATTR)]
@@ -366,6 +373,23 @@ def _fail_abandoned(study: optuna.Study) -> None:
                 study.tell(trial.number, state=TrialState.FAIL)
 
 
+def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], **options) -> None:
+    """`optuna.Study.optimize`, ending quietly where another worker took the same trial.
+
+    Optuna marks a waiting trial running by reading its state and writing it back: a row
+    lock on PostgreSQL and MySQL, but SQLite has none, so two workers may both take one
+    waiting trial (a dead worker's retry, a bracketing LR) and train the same run; the second
+    to finish cannot record it. The run is the same (same LR, same seed) and is recorded
+    once; the second worker moves on, and `_finish_rung` sees to what is left.
+    """
+    try:
+        study.optimize(objective, **options)
+    except ValueError as error:
+        if not str(error).startswith("Cannot tell a"):
+            raise
+        warnings.warn(f"{study.study_name}: another worker finished the same trial first ({error})", stacklevel=2)
+
+
 def _has_heartbeats(storage: optuna.storages.BaseStorage) -> bool:
     """Whether ``storage`` tells a dead worker from a slow one (Optuna's RDB storage with a
     heartbeat interval; its JournalStorage has no heartbeat)."""
@@ -402,10 +426,10 @@ def _finish_rung(
         _fail_abandoned(study)
         pending = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if any(t.state == TrialState.WAITING for t in pending):
-            study.optimize(enqueued_only, n_trials=1, callbacks=[report])
+            _optimize(study, enqueued_only, n_trials=1, callbacks=[report])
             continue
         if heartbeats and pending:
-            time.sleep(_POLL_SECONDS)
+            time.sleep(random.uniform(0.5, 1.5) * _POLL_SECONDS)  # waiting workers look at different moments
             continue
         lr = _bracket_lr(study, objective.lr_param, lr_range)
         if lr is None or any(trial_lr(t, objective.lr_param) == lr for t in pending):

@@ -239,8 +239,8 @@ def prepare_corpus(
             if name in staged:
                 os.replace(staged[name], final[name])
     except BaseException:
-        for folder in reversed(created):
-            shutil.rmtree(folder, ignore_errors=True)
+        if created:  # the outermost folder this call created, and all below it
+            shutil.rmtree(created[-1], ignore_errors=True)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
