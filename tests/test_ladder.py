@@ -442,3 +442,19 @@ def test_the_own_trainer_example_climbs_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)} == counts
     assert second.stdout == first.stdout
+
+
+def test_the_ladder_seed_is_its_training_seed(code_corpus, tmp_path):
+    """Two ladders with other seeds train other runs (initialization and batches), not only
+    other samplers: the first trial of a first rung takes the same LR in both."""
+    storage = f"sqlite:///{tmp_path / 'seeds.db'}"
+    first = {}
+    for seed in (0, 1):
+        climb(code_corpus, storage, widths=(16,), trials=1, name=f"seed{seed}", seed=seed)
+        (trial,) = optuna.load_study(
+            study_name=f"seed{seed}/{default_rungs((16,), **TINY)[0].name}", storage=storage
+        ).trials
+        assert trial.user_attrs["lrlaw.train_seed"] == seed
+        first[seed] = (trial.params["lr"], trial.value)
+    assert first[0][0] == first[1][0]
+    assert first[0][1] != first[1][1]

@@ -197,3 +197,56 @@ def test_one_sweep_still_has_a_shape():
     assert shapes.sweeps == 1 and shapes.posterior is None
     assert 0.001 < shapes.at(Scale(1e8, 1e9)).curvature < 0.2
     assert fit_law(runs, features=("params",)).predict(Scale(1e8, 1e9)).recommend().lr > 0
+
+
+def test_the_hedge_moves_the_lr_at_most_half_the_tolerance_band():
+    """A skew of 3 and a wide belief would put the LINEX minimiser 1.5 e-folds below the
+    median; the recommendation stops where the loss band of 0.5% ends, half its width away."""
+    shape = LossShape(0.01, 3.0, math.inf)
+    recommendation = belief(math.log(3e-3), 1.0, shape).recommend()
+    below, above = shape.tolerance_band(0.005)
+    shift = math.log(recommendation.median_lr / recommendation.lr)
+    assert 0 < shift <= 0.5 * (below + above) + 1e-9
+    assert recommendation.expected_regret <= recommendation.median_expected_regret
+
+
+def test_the_recommendation_states_its_regret_in_parts():
+    """Expected regret = the part earned within the measured curve + what lies beyond it;
+    a sharp belief lands within 0.5% almost surely, a wide one often leaves the band."""
+    shape = LossShape(0.01, 1.0, 1.2)
+    sharp = belief(math.log(3e-3), 0.05, shape).recommend()
+    wide = belief(math.log(3e-3), 1.5, shape).recommend()
+    for r in (sharp, wide):
+        assert 0 <= r.regret_in_band <= r.expected_regret + 1e-12
+        assert 0 <= r.outside_band_probability <= 1 and 0 <= r.within_tolerance_probability <= 1
+        assert "expected regret" in str(r)
+    assert sharp.within_tolerance_probability > 0.99 and sharp.outside_band_probability < 1e-6
+    assert wide.outside_band_probability > 0.2 and wide.within_tolerance_probability < 0.5
+    # What lies beyond the band costs at most a diverged run each time.
+    assert wide.expected_regret <= wide.regret_in_band + DIVERGED_EXCESS * wide.outside_band_probability + 1e-9
+
+
+def test_an_uncertain_curvature_costs_more_than_its_median():
+    """The excess is linear in the curvature, and a lognormal's mean exceeds its median."""
+    known, unsure = LossShape(0.01, 1.0, math.inf), LossShape(0.01, 1.0, math.inf, curvature_sd=0.5)
+    assert float(unsure.expected_excess(0.2, 0.3)) == pytest.approx(
+        float(known.expected_excess(0.2, 0.3)) * math.exp(0.5**2 / 2), rel=0.01
+    )
+
+
+def test_curvature_is_never_extrapolated_above_the_longest_horizon():
+    """Sweeps whose curvature rises with D (against paper B) are not extrapolated upward: at
+    a horizon beyond the longest rung's, the curvature is at most that rung's."""
+    rng = np.random.default_rng(5)
+    frames = []
+    for n, d in ((1e7, 1e9), (2.5e7, 2.5e9), (6.25e7, 6.25e9)):
+        lrs = 3e-3 * np.geomspace(0.1, 10, 13)
+        u = np.log(lrs / 3e-3)
+        curvature = 0.01 * (d / 1e9) ** 0.5
+        loss = 2.5 * (1 + curvature * linex(u, 1.0) + rng.normal(0, 2e-4, u.size))
+        frames.append(pd.DataFrame({"lr": lrs, "loss": loss, "params": n, "tokens": d}))
+    shapes = fit_law(pd.concat(frames, ignore_index=True)).loss_shapes
+    tokens, ceiling = shapes.ceiling
+    assert tokens == 6.25e9 and ceiling == pytest.approx(0.01 * 6.25**0.5, rel=0.3)
+    far = shapes.at(Scale(1e9, 1e12))
+    assert far.curvature <= ceiling * (1 + 1e-9) and far.curvature_sd > 0

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from optuna_lrlaw.ladder.replay import replay_search, summarize_replay, trials_to_goal
-from optuna_lrlaw.science.truth_curve import fit_truth_curve
+from optuna_lrlaw.science.truth_curve import fit_truth_curve, local_optimum
 
 OPTIMUM = 5e-3
 
@@ -118,3 +118,23 @@ def test_a_single_seed_grid_is_accepted_when_asked_and_has_no_noise():
     curve = fit_truth_curve(grid_runs(seeds=(0,)), min_seeds=1)
     assert curve.seeds == 1 and curve.seed_sd == 0.0
     assert curve.best_lr == pytest.approx(OPTIMUM, rel=0.05)
+
+
+def test_local_optimum_lies_between_grid_lrs_and_ignores_each_seeds_offset():
+    """A seed that shifts every run's loss by the same amount (common random numbers) does not
+    move the optimum: the seed bootstrap gives it no spread. Noise that differs between LRs does."""
+    lrs = 1e-3 * 2 ** (np.arange(9) / 2)
+    curve = 2.0 + 0.04 * np.log(lrs / 4.2e-3) ** 2
+    offsets = pd.DataFrame(
+        {
+            "lr": np.tile(lrs, 3),
+            "seed": np.repeat([0, 1, 2], 9),
+            "loss": np.tile(curve, 3) + np.repeat([0.0, 0.02, -0.03], 9),
+        }
+    )
+    optimum = local_optimum(offsets)
+    assert optimum.lr == pytest.approx(4.2e-3, rel=0.01)
+    assert 4.2e-3 not in lrs and optimum.log_lr_sd < 1e-9
+    noisy = offsets.assign(loss=offsets["loss"] + np.random.default_rng(0).normal(0, 0.01, len(offsets)))
+    lo, hi = local_optimum(noisy).interval(0.9)
+    assert local_optimum(noisy).log_lr_sd > 0.01 and lo < hi

@@ -33,7 +33,7 @@ def ladder(
     corpus: Annotated[
         str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the samplers and of the training runs.")] = 0,
     checkpoint_dir: Annotated[
         str | None,
         typer.Option(help="Checkpoint runs here: a dead worker's run resumes from it (a folder all workers reach)."),
@@ -158,6 +158,9 @@ def _prediction_dict(target: str, prediction: LRPrediction | None) -> dict | Non
         "hi90": hi,
         "recommended_lr": recommendation.lr,
         "expected_regret": recommendation.expected_regret,
+        "regret_in_band": recommendation.regret_in_band,
+        "outside_band_probability": recommendation.outside_band_probability,
+        "within_tolerance_probability": recommendation.within_tolerance_probability,
     }
 
 
@@ -197,8 +200,11 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
     console.print(
         f"Predicted lr* for {target} ({prediction.scale.params:.3g} parameters): {prediction.lr:.3g}"
         f"  (90% interval {lo:.3g} to {hi:.3g})\n"
-        f"[bold]Recommended lr (lowest expected loss): {recommendation.lr:.3g}[/bold]"
-        f"  (expected regret {100 * recommendation.expected_regret:.2f}%)"
+        f"[bold]Recommended lr (lowest expected loss): {recommendation.lr:.3g}[/bold]\n"
+        f"  expected regret {100 * recommendation.expected_regret:.2f}%: "
+        f"{100 * recommendation.regret_in_band:.2f}% from missing lr* within the measured curve, "
+        f"{100 * recommendation.outside_band_probability:.0f}% chance of landing beyond it or diverging; "
+        f"{100 * recommendation.within_tolerance_probability:.0f}% chance of a loss within 0.5% of the best"
     )
 
 

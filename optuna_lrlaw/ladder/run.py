@@ -134,7 +134,8 @@ def run_ladder(
             below this (`LRLawConvergence`).
         features: the scale features of the law (see `fit_law`).
         device: where the proxies train: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``.
-        seed: seeds the samplers; training runs use `TrainConfig`'s own seed.
+        seed: seeds the samplers and, unless ``training`` names its own ``seed``, the proxies'
+            training runs (a `TrainerRung`'s ``train`` seeds itself).
         events: progress hooks (`LadderEvents`).
         training: further `TrainConfig` fields for every run (``schedule``, ``corpus``, ...).
 
@@ -154,7 +155,12 @@ def run_ladder(
         raise ValueError(f"the rungs must differ in scale, got {names}")
     # Every rung's objective checks its device, corpus and settings before the storage is
     # created: bad input writes nothing.
-    objectives = [rung.objective(lr_range, device=device, **training) for rung in ordered]
+    # A ladder's seed is also its proxies' training seed (initialization and batch order).
+    proxy_training = {"seed": seed, **training}
+    objectives = [
+        rung.objective(lr_range, device=device, **(proxy_training if isinstance(rung, Rung) else training))
+        for rung in ordered
+    ]
     storage = open_storage(storage)
     events = events or LadderEvents()
     study_names = [f"{name}/{rung_name}" for rung_name in names]

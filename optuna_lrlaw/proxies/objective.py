@@ -19,9 +19,9 @@ class ProxyObjective:
 
     It returns the final validation loss and records on the trial what the plugin and the
     comparisons read: the run's scale (``lrlaw.params``, ``lrlaw.tokens``,
-    ``lrlaw.batch_tokens``), ``lrlaw.diverged``, and its FLOPs, tokens/s, MFU and wall
-    time (`train_proxy` adds ``lrlaw.resumed_from_step`` when a checkpoint resumed it). A
-    diverged run is a completed trial marked diverged (its value ``inf`` when the loss is
+    ``lrlaw.batch_tokens``), ``lrlaw.diverged``, the training seed ``lrlaw.train_seed``, and
+    its FLOPs, tokens/s, MFU and wall time (`train_proxy` adds ``lrlaw.resumed_from_step``
+    when a checkpoint resumed it). A diverged run is a completed trial marked diverged (its value ``inf`` when the loss is
     not finite: Optuna would record NaN as a failure), never a crash. Build it with
     `proxy_objective`.
     """
@@ -48,6 +48,7 @@ class ProxyObjective:
         trial.set_user_attr(DIVERGED_ATTR, result.diverged or not finite)
         if result.divergence_reason:
             trial.set_user_attr("lrlaw.divergence_reason", result.divergence_reason)
+        trial.set_user_attr("lrlaw.train_seed", self.config.seed)
         trial.set_user_attr("flops", result.flops)
         trial.set_user_attr("tokens_per_second", result.tokens_per_second)
         trial.set_user_attr("wall_seconds", result.wall_seconds)

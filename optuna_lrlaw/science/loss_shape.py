@@ -10,8 +10,12 @@ with curvature 1/2 * d^2 excess / du^2 at the optimum and skew ``s`` (s = 0 is t
 parabola), plus a cliff: runs with ``u`` above ``cliff`` diverge. One sweep alone pins the
 shape down poorly, so the skew and the cliff are pooled over every sweep of a law (the skew
 Bayesianly: a few short, noisy sweeps leave it near its prior), and the curvature gets its
-own power law in the scale: paper B (arXiv 2410.05838) finds the loss less sensitive to the
-LR as the horizon grows.
+own power law in the scale, carried by what the physics supports: paper B (arXiv
+2410.05838) finds the loss less sensitive to the LR as the horizon grows and unchanged
+under μP width scaling, so the exponent in D has a prior below 0, the others a prior at 0,
+and no prediction at a longer horizon exceeds the curvature measured at the longest rung.
+The curvature at a new scale is uncertain (posterior and scatter); expectations of the
+loss excess integrate over it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from optuna_lrlaw.science.scale import Scale
 #: Skews considered when pooling, and the prior over them: Step Law's curves (1911 runs)
 #: pool to a skew of 1.06 ± 0.05 over its 142 batch sweeps and 1.23 ± 0.05 over its 15
 #: best-batch cells below 1e9 parameters (docs/validation.md); N(1, 1) leaves room either way.
-_SKEW_GRID = np.linspace(-1.0, 4.0, 51)
+_SKEW_GRID = np.linspace(-3.0, 4.0, 71)
 _SKEW_PRIOR = (1.0, 1.0)
 #: Runs farther from their sweep's optimum than this (in log LR) do not shape the curve:
 #: the decision is made within about two posterior sds of the optimum.
@@ -43,9 +47,18 @@ _DEFAULT_SKEW = _SKEW_PRIOR[0]
 _DEFAULT_CURVATURE = 0.01
 #: The relative loss excess charged for a run that diverges: the run is lost.
 DIVERGED_EXCESS = 1.0
-#: Prior on the log curvature at the reference scale and on its exponents (weak).
+#: Prior on the log curvature at the reference scale (weak) and on its exponents: in D
+#: below 0 (paper B: sensitivity falls with the horizon), in every other feature at 0.
 _CURVATURE_PRIOR_SD = 2.0
-_CURVATURE_EXPONENT_SD = 0.5
+_CURVATURE_EXPONENTS = {"tokens": (-0.25, 0.25)}
+_CURVATURE_EXPONENT_DEFAULT = (0.0, 0.25)
+#: Probabilists' Gauss-Hermite nodes over which an expectation integrates the log curvature.
+_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(7)
+_HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
+#: The loss curve is trusted this far (log LR) from eta*: as far as the sweeps' runs shape it.
+TRUSTED_REACH = _SHAPE_REACH
+#: A regret a user does not notice: the run lands within 0.5% of the best loss.
+TOLERANCE = 0.005
 #: The floor on a sweep's log-curvature sd: sweeps' curvatures are noisier than their fits say.
 _MIN_LOG_CURVATURE_SD = 0.1
 
@@ -64,25 +77,40 @@ class LossShape:
     """The relative loss excess of training at ``log lr = log eta* + u``, at one scale.
 
     Attributes:
-        curvature: excess per (log LR)^2 near the optimum (0.01: 1% per e-fold squared).
+        curvature: excess per (log LR)^2 near the optimum (0.01: 1% per e-fold squared), the
+            median of its belief.
         skew: the LINEX skew s (positive: steeper above the optimum).
         cliff: runs more than this far above eta* (log LR) diverge; inf when none did.
+        curvature_sd: sd of the log curvature (0: known); expectations integrate over it.
     """
 
     curvature: float
     skew: float
     cliff: float
+    curvature_sd: float = 0.0
 
     def excess(self, u: FloatArray | float) -> FloatArray:
-        """Relative loss excess at ``u``: the LINEX curve up to `DIVERGED_EXCESS`, and that past
-        the cliff. No run loses more than a diverged one: a loss as high as an untrained
-        model's is as bad as it gets, however steep the curve near the optimum."""
+        """Relative loss excess at ``u`` at the median curvature: the LINEX curve up to
+        `DIVERGED_EXCESS`, and that past the cliff. No run loses more than a diverged one: a
+        loss as high as an untrained model's is as bad as it gets, however steep the curve
+        near the optimum."""
         u = np.asarray(u, dtype=float)
         curve = np.minimum(self.curvature * linex(u, self.skew), DIVERGED_EXCESS)
         return np.where(u > self.cliff, DIVERGED_EXCESS, curve)
 
+    @functools.cached_property
+    def _curvatures(self) -> list[tuple[float, LossShape]]:
+        """(weight, shape at one curvature) over the Gauss-Hermite nodes of the log curvature."""
+        if self.curvature_sd <= 0:
+            return [(1.0, self)]
+        return [
+            (float(w), LossShape(self.curvature * math.exp(self.curvature_sd * z), self.skew, self.cliff))
+            for z, w in zip(_HERMITE_NODES, _HERMITE_WEIGHTS, strict=True)
+        ]
+
     def expected_excess(self, mean: FloatArray, sd: FloatArray) -> FloatArray:
-        """``E[excess(u)]`` for ``u ~ N(mean, sd^2)``, exactly (broadcasting over arrays).
+        """``E[excess(u)]`` for ``u ~ N(mean, sd^2)``, exactly at each curvature and averaged
+        over the curvature's belief (broadcasting over arrays).
 
         The LINEX curve holds on the band ``[-below, above]`` where it stays under
         `DIVERGED_EXCESS` (``above`` ending at the cliff); on the band it is an exponential
@@ -92,6 +120,17 @@ class LossShape:
         and push the recommendation far below the optimum.
         """
         mean, sd = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(sd, dtype=float))
+        return sum(weight * shape._expected_excess_known(mean, sd) for weight, shape in self._curvatures)
+
+    def probability_within(self, tolerance: float, mean: FloatArray, sd: FloatArray) -> FloatArray:
+        """``P(excess(u) <= tolerance)`` for ``u ~ N(mean, sd^2)``, over the curvature's belief."""
+        total = 0.0
+        for weight, shape in self._curvatures:
+            below, above = shape.tolerance_band(tolerance)
+            total = total + weight * (special.ndtr((above - mean) / sd) - special.ndtr((-below - mean) / sd))
+        return total
+
+    def _expected_excess_known(self, mean: FloatArray, sd: FloatArray) -> FloatArray:
         below, above = self._capped_band
         p_low, curve_low = self._truncated(-below, mean, sd)
         p_high, curve_high = self._truncated(above, mean, sd)
@@ -149,7 +188,8 @@ DEFAULT_SHAPE = LossShape(_DEFAULT_CURVATURE, _DEFAULT_SKEW, math.inf)
 class ShapeLaw:
     """The loss shape across scales: one pooled skew (its posterior mean, with ``skew_sd``) and
     cliff, a power law for the curvature (or, where the sweeps do not vary in scale, their
-    typical curvature)."""
+    typical curvature), capped at ``ceiling``: the curvature of the longest-horizon sweep
+    (its tokens, its curvature), never exceeded at that horizon or beyond."""
 
     skew: float
     cliff: float
@@ -158,13 +198,18 @@ class ShapeLaw:
     sweeps: int
     curvature: float = _DEFAULT_CURVATURE
     skew_sd: float = _SKEW_PRIOR[1]
+    ceiling: tuple[float, float] | None = None
 
     def at(self, scale: Scale) -> LossShape:
-        """The loss shape at ``scale`` (the curvature is the law's median there)."""
+        """The loss shape at ``scale``: the curvature's median and log sd there (posterior and
+        scatter), the median no higher than the ceiling at a horizon at least as long."""
         if self.posterior is None or self.design is None:
             return LossShape(self.curvature, self.skew, self.cliff)
-        mixture = self.posterior.linear(self.design.rows_at(scale), with_scatter=False)
-        return LossShape(float(math.exp(mixture.quantile(0.5))), self.skew, self.cliff)
+        mixture = self.posterior.linear(self.design.rows_at(scale), with_scatter=True)
+        log_curvature = float(mixture.quantile(0.5))
+        if self.ceiling is not None and (scale.tokens or 0.0) >= self.ceiling[0]:
+            log_curvature = min(log_curvature, math.log(self.ceiling[1]))
+        return LossShape(math.exp(log_curvature), self.skew, self.cliff, curvature_sd=mixture.sd)
 
 
 def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tuple[str, ...]) -> ShapeLaw:
@@ -216,11 +261,13 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
     power_features = tuple(f for f in features if sweeps[f].nunique() > 1)
     if not power_features:
         return ShapeLaw(skew, cliff, None, None, len(rows), float(np.exp(np.mean(log_curvature))), skew_sd)
+    longest = int(np.argmax(sweeps["tokens"].to_numpy(dtype=float)))
+    ceiling = (float(sweeps["tokens"].iloc[longest]), math.exp(log_curvature[longest]))
     design = Design.build(power_features, "loglinear", sweeps)
     prior = LawPrior(
         name="curvature",
         log_lr=(float(np.mean(log_curvature)), _CURVATURE_PRIOR_SD),
-        exponents={f: (0.0, _CURVATURE_EXPONENT_SD) for f in power_features},
+        exponents={f: _CURVATURE_EXPONENTS.get(f, _CURVATURE_EXPONENT_DEFAULT) for f in power_features},
         reference=design.reference,
     )
     prior_mean, prior_cov, _ = design.prior(prior)
@@ -232,7 +279,7 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
         prior_mean,
         prior_cov,
     )
-    return ShapeLaw(skew, cliff, design, posterior, len(rows), skew_sd=skew_sd)
+    return ShapeLaw(skew, cliff, design, posterior, len(rows), skew_sd=skew_sd, ceiling=ceiling)
 
 
 def _skew_posterior(u_by_sweep: list[FloatArray], excess_by_sweep: list[FloatArray]) -> tuple[float, float]:

@@ -6,7 +6,11 @@ belief ``N(mu, sigma^2)`` on log eta* and the LINEX excess with skew s, the expe
 of training at ``log lr = a`` is minimised at ``a* = mu - s sigma^2 / 2`` (Varian 1975;
 Zellner 1986); `LRPrediction.recommend` minimises it for the law's actual belief (a normal
 mixture, each component integrated exactly) and loss shape (`loss_shape`), cliff included,
-by direct search over candidate LRs.
+by direct search over candidate LRs; it never moves the LR from the median by more than
+half the band in which the loss stays within 0.5% of the best (the hedge is a correction,
+not a second guess), and says what the bet risks in parts: the expected excess while the
+LR stays where the curve is trusted, the chance it does not (or diverges), and the chance
+of landing within 0.5% of the best loss.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from scipy import special
 
 from optuna_lrlaw.science._bayes import FloatArray, GaussianMixture, lr_interval
-from optuna_lrlaw.science.loss_shape import DEFAULT_SHAPE, LossShape
+from optuna_lrlaw.science.loss_shape import DEFAULT_SHAPE, TOLERANCE, TRUSTED_REACH, LossShape
 from optuna_lrlaw.science.scale import Scale
 
 #: Candidate LRs searched, evenly in log LR between the belief's 0.05% and 99.95% quantiles.
@@ -37,6 +41,12 @@ class Recommendation:
         divergence_probability: the belief's probability that a run at ``lr`` diverges.
         median_lr, median_expected_regret: the posterior median and its expected excess,
             for comparison.
+        regret_in_band: the part of ``expected_regret`` earned while ``lr`` lies within
+            `loss_shape.TRUSTED_REACH` of eta*, where the sweeps measured the curve.
+        outside_band_probability: the probability that it does not (or diverges): there
+            the loss is an extrapolation, charged at most a diverged run's.
+        within_tolerance_probability: the probability that the run lands within 0.5% of
+            the best loss.
     """
 
     lr: float
@@ -44,6 +54,17 @@ class Recommendation:
     divergence_probability: float
     median_lr: float
     median_expected_regret: float
+    regret_in_band: float = math.nan
+    outside_band_probability: float = math.nan
+    within_tolerance_probability: float = math.nan
+
+    def __str__(self) -> str:
+        return (
+            f"lr {self.lr:.3g}: expected regret {100 * self.expected_regret:.2f}% "
+            f"({100 * self.regret_in_band:.2f}% from missing eta* where the curve is measured, "
+            f"{100 * self.outside_band_probability:.0f}% chance of landing beyond it or diverging); "
+            f"P(regret <= {100 * TOLERANCE:.1f}%) = {100 * self.within_tolerance_probability:.0f}%"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,23 +105,44 @@ class LRPrediction:
 
     def recommend(self) -> Recommendation:
         """The LR that minimises the expected loss: below the median when the loss is steeper
-        above the optimum, and farther below where a cliff lies within the belief's reach.
+        above the optimum, and farther below where a cliff lies within the belief's reach,
+        but never farther from the median than half the 0.5% band's width.
 
         Example:
             >>> law.predict(Scale(params=1.07e9, tokens=2e10)).recommend().lr  # doctest: +SKIP
         """
+        median = math.log(self.lr)
+        below, above = self.shape.tolerance_band(TOLERANCE)
+        reach = 0.5 * (below + above)  # inf where the curve is flat: no cap
         lo, hi = (float(v) for v in self._mixture.quantile(np.array([5e-4, 1 - 5e-4])))
-        candidates = np.linspace(lo, hi, _CANDIDATES)
+        candidates = np.linspace(max(lo, median - reach), min(hi, median + reach), _CANDIDATES)
+        candidates = np.append(candidates, median)
         risk = self._risk(candidates)
         best = int(np.argmin(risk))
+        return self._recommendation(float(candidates[best]), float(risk[best]))
+
+    def _recommendation(self, log_lr: float, risk: float) -> Recommendation:
         mixture = self._mixture
-        beyond_cliff = special.ndtr((candidates[best] - self.shape.cliff - mixture.means) / mixture.sds)
+        u_means, sds = log_lr - mixture.means, mixture.sds
+        beyond_cliff = special.ndtr((log_lr - self.shape.cliff - mixture.means) / sds)
+        band_top = min(TRUSTED_REACH, self.shape.cliff)
+        inside = special.ndtr((band_top - u_means) / sds) - special.ndtr((-TRUSTED_REACH - u_means) / sds)
+        in_band = LossShape(self.shape.curvature, self.shape.skew, math.inf, self.shape.curvature_sd)
+        # E[excess; u in band] = E[excess] - E[excess; u outside], the latter at most DIVERGED_EXCESS each.
+        total = in_band.expected_excess(u_means, sds)
+        outside_low = _truncated_linex_mass(in_band, -math.inf, -TRUSTED_REACH, u_means, sds)
+        outside_high = _truncated_linex_mass(in_band, band_top, math.inf, u_means, sds)
         return Recommendation(
-            lr=math.exp(candidates[best]),
-            expected_regret=float(risk[best]),
+            lr=math.exp(log_lr),
+            expected_regret=risk,
             divergence_probability=float(beyond_cliff @ mixture.weights),
             median_lr=self.lr,
             median_expected_regret=float(self.expected_regret(self.lr)),
+            regret_in_band=float((total - outside_low - outside_high) @ mixture.weights),
+            outside_band_probability=float((1.0 - inside) @ mixture.weights),
+            within_tolerance_probability=float(
+                self.shape.probability_within(TOLERANCE, u_means, sds) @ mixture.weights
+            ),
         )
 
     def _risk(self, log_lr: FloatArray) -> FloatArray:
@@ -172,3 +214,12 @@ class LRPrediction:
     def __str__(self) -> str:
         lo, hi = self.interval(0.9)
         return f"lr* = {self.lr:.3g} (90% interval {lo:.3g} to {hi:.3g}, search factor x{self.search_factor():.2f})"
+
+
+def _truncated_linex_mass(shape: LossShape, start: float, end: float, mean: FloatArray, sd: FloatArray) -> FloatArray:
+    """``E[excess(u); start < u <= end]`` for ``u ~ N(mean, sd^2)``, by quadrature over the tail."""
+    z = np.linspace(-8.0, 8.0, 801)
+    u = mean[..., None] + sd[..., None] * z
+    weight = np.exp(-0.5 * z**2) * (z[1] - z[0]) / math.sqrt(2 * math.pi)
+    inside = (u > start) & (u <= end)
+    return (shape.expected_excess(u, np.full_like(u, 1e-9)) * inside * weight).sum(axis=-1)

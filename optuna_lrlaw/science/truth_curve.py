@@ -152,3 +152,62 @@ def fit_truth_curve(runs: pd.DataFrame, *, min_seeds: int = 2) -> TruthCurve:
     fine_loss = _interpolate(lrs, mean_loss)(fine)
     best = int(np.argmin(fine_loss))
     return TruthCurve(lrs, mean_loss, seeds, seed_sd, float(fine[best]), float(fine_loss[best]))
+
+
+@dataclass(frozen=True)
+class LocalOptimum:
+    """The optimum of a dense grid's seed-mean curve, from a parabola through the grid LRs
+    near its best, with the spread a bootstrap over training seeds gives it.
+
+    Attributes:
+        lr: the vertex of the parabola fitted to the seed means.
+        log_lr_draws: the vertex refitted on seed-bootstrap resamples (natural log).
+    """
+
+    lr: float
+    log_lr_draws: FloatArray
+
+    @property
+    def log_lr_sd(self) -> float:
+        return float(np.std(self.log_lr_draws, ddof=1))
+
+    def interval(self, q: float = 0.9) -> tuple[float, float]:
+        """The bootstrap's equal-tailed ``q`` interval of the optimum, in LR units."""
+        lo, hi = np.quantile(self.log_lr_draws, [(1 - q) / 2, (1 + q) / 2])
+        return math.exp(lo), math.exp(hi)
+
+
+def local_optimum(runs: pd.DataFrame, *, reach: float = 0.75, draws: int = 2000, seed: int = 0) -> LocalOptimum:
+    """Where a dense grid's loss is lowest, between its grid LRs: the vertex of a least-squares
+    parabola in log LR through the seed-mean losses within ``reach`` (log LR) of the best
+    seed-mean grid LR, clipped to those LRs. Its uncertainty resamples whole seeds (a seed's
+    runs share initialization and batches, so their errors move together).
+
+    ``runs`` has columns ``lr``, ``seed``, ``loss``; only grid LRs trained at every seed count.
+
+    Example:
+        >>> lrs = np.geomspace(1e-3, 1e-2, 9)
+        >>> runs = pd.DataFrame({"lr": np.tile(lrs, 2), "seed": np.repeat([0, 1], 9),
+        ...                      "loss": np.tile(2 + 0.05 * np.log(lrs / 3e-3) ** 2, 2) + np.repeat([0, 0.01], 9)})
+        >>> round(local_optimum(runs).lr, 5)
+        0.003
+    """
+    table = runs.pivot_table(index="lr", columns="seed", values="loss", aggfunc="mean").dropna()
+    if table.shape[0] < 3 or table.shape[1] < 1:
+        raise ValueError("a local optimum needs at least 3 grid LRs trained at every seed")
+    x = np.log(table.index.to_numpy(dtype=float))
+    losses = table.to_numpy(dtype=float)  # (LRs, seeds)
+
+    def vertex(mean: FloatArray) -> float:
+        best = int(np.argmin(mean))
+        near = np.abs(x - x[best]) <= reach + 1e-9
+        if near.sum() < 3:
+            near[np.argsort(np.abs(x - x[best]))[:3]] = True
+        c2, c1, _ = np.polyfit(x[near], mean[near], 2)
+        lo, hi = x[near].min(), x[near].max()
+        return float(np.clip(-c1 / (2 * c2), lo, hi)) if c2 > 0 else float(x[best])
+
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, losses.shape[1], size=(draws, losses.shape[1]))
+    log_draws = np.array([vertex(losses[:, pick].mean(axis=1)) for pick in picks])
+    return LocalOptimum(math.exp(vertex(losses.mean(axis=1))), log_draws)

@@ -1,0 +1,215 @@
+"""Climbs replayed on real dense grids: are the sweeps' intervals and the law's expected regret honest?
+
+    python benchmarks/sweep_replay.py --climbs 400 --out benchmarks/results/sweep_replay_cpu.json
+
+The grids are `real_sweeps.py`'s: every default rung trained at 14 LRs 0.35 e-fold apart and
+3 training seeds. A replayed climb picks one training seed (one ladder's runs share it) and
+climbs the rungs as `optuna-lrlaw ladder` does: at each rung the law fitted on the replayed
+rungs below gives the prior (none at the first), the first run takes its recommended LR (the
+prior's median without a law), the next ones `spread_design`'s points, then Thompson draws
+from `estimate_optimum`'s posterior, 6 runs in all, LRs clipped to the ladder's range
+1e-4..1e-1. Each LR asked for is answered by the grid run of that seed at the nearest grid
+LR not yet used in the sweep, and the sweep records that grid LR (the estimator sees only
+real runs). Bracketing runs and early stops of the real ladder are left out.
+
+Each replayed sweep is scored against its rung's dense-grid optimum (`local_optimum`: a
+parabola through the seed means near their best, bootstrapped over seeds): does the sweep's
+90% interval hold it, and the best run's LR; how wide is it next to the grid's own 90%
+interval. At the top rung, the law of the rungs below predicts it before it is climbed:
+its expected regret at the LR it recommends is set against the regret that LR realises on
+the top rung's seed-mean curve (`TruthCurve`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optuna_lrlaw import Scale, estimate_optimum, fit_law
+from optuna_lrlaw.science.acquisition import spread_design
+from optuna_lrlaw.science.truth_curve import fit_truth_curve, local_optimum
+
+LR_RANGE = (1e-4, 1e-1)
+NO_LAW_SD_FRACTION = 0.5  # LRLawSampler's prior over the range when there is no law
+
+
+class Grid:
+    """One rung's dense grid: the runs of each seed, by grid LR."""
+
+    def __init__(self, runs: pd.DataFrame) -> None:
+        first = runs.iloc[0]
+        self.name = str(first["rung"])
+        self.scale = Scale(
+            params=float(first["params"]), tokens=float(first["tokens"]), batch_tokens=float(first["batch_tokens"])
+        )
+        self.runs = runs
+        self.log_lrs = np.log(np.sort(runs["lr"].unique()))
+        self.by_seed = {s: g.set_index(np.log(g["lr"]).round(9)) for s, g in runs.groupby("seed")}
+        self.optimum = local_optimum(runs)
+        self.truth = fit_truth_curve(
+            runs.assign(loss=np.where(runs["diverged"] > 0, np.nan, runs["loss"])).dropna(subset=["loss"])
+        )
+
+    def run(self, log_lr: float, seed: int, used: set[float]) -> tuple[float, float, bool]:
+        """The seed's run at the grid LR nearest ``log_lr`` not in ``used``: (lr, loss, diverged)."""
+        order = np.argsort(np.abs(self.log_lrs - log_lr), kind="stable")
+        node = next((float(v) for v in self.log_lrs[order] if round(float(v), 9) not in used), None)
+        if node is None:
+            raise RuntimeError("the grid is used up")
+        used.add(round(node, 9))
+        row = self.by_seed[seed].loc[round(node, 9)]
+        return math.exp(node), float(row["loss"]), bool(row["diverged"])
+
+
+def replay_sweep(grid: Grid, seed: int, law, rng: np.random.Generator, trials: int) -> pd.DataFrame:
+    bounds = tuple(math.log(v) for v in LR_RANGE)
+    if law is None:
+        prior = (0.5 * sum(bounds), NO_LAW_SD_FRACTION * (bounds[1] - bounds[0]))
+        start, curvature = prior[0], None
+    else:
+        prediction = law.predict(grid.scale)
+        prior = (prediction.log_lr_mean, prediction.log_lr_sd)
+        start, curvature = math.log(prediction.recommend().lr), prediction.shape.curvature
+    used: set[float] = set()
+    lrs, losses, diverged = [], [], []
+    for index in range(trials):
+        if index == 0:
+            log_lr = start
+        else:
+            belief = estimate_optimum(lrs, losses, diverged=diverged, prior=prior)
+            log_lr = spread_design(math.log(belief.lr), belief.log_lr_sd, np.log(lrs), bounds, curvature=curvature)
+            if log_lr is None:
+                log_lr = float(belief.sample_log_lr(rng, bounds=bounds))
+        lr, loss, flag = grid.run(float(np.clip(log_lr, *bounds)), seed, used)
+        lrs.append(lr)
+        losses.append(math.inf if flag else loss)
+        diverged.append(flag)
+    s = grid.scale
+    return pd.DataFrame(
+        {
+            "params": s.params,
+            "tokens": s.tokens,
+            "batch_tokens": s.batch_tokens,
+            "lr": lrs,
+            "loss": losses,
+            "diverged": diverged,
+        }
+    )
+
+
+def score_sweep(grid: Grid, sweep: pd.DataFrame) -> dict[str, object]:
+    ok = ~sweep["diverged"].to_numpy(dtype=bool)
+    try:
+        estimate = estimate_optimum(sweep["lr"], sweep["loss"], diverged=~ok)
+    except ValueError:
+        return {"rung": grid.name, "estimated": False}
+    lo, hi = estimate.interval(0.9)
+    best_lr = float(sweep["lr"][ok].iloc[int(np.argmin(sweep["loss"][ok]))])
+    truth_lo, truth_hi = grid.optimum.interval(0.9)
+    return {
+        "rung": grid.name,
+        "estimated": True,
+        "bracketed": estimate.bracketed,
+        "covers_optimum": lo <= grid.optimum.lr <= hi,
+        "covers_best_run": lo <= best_lr <= hi,
+        "log_width": math.log(hi / lo),
+        "truth_log_width": math.log(truth_hi / truth_lo),
+        "error_sds": (math.log(grid.optimum.lr) - estimate.log_lr_mean) / estimate.log_lr_sd,
+    }
+
+
+def top_rung_check(grid: Grid, law) -> dict[str, float]:
+    prediction = law.predict(grid.scale)
+    recommendation = prediction.recommend()
+    row = {"median_lr": prediction.lr, "recommended_lr": recommendation.lr, "log_lr_sd": prediction.log_lr_sd}
+    lo, hi = prediction.interval(0.9)
+    row["covers_optimum"] = lo <= grid.optimum.lr <= hi
+    for name, lr in (("median", prediction.lr), ("recommended", recommendation.lr)):
+        row[f"{name}_expected_regret"] = float(prediction.expected_regret(lr))
+        row[f"{name}_realised_regret"] = float(grid.truth.regret(lr))
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", type=Path, default=Path("benchmarks/results/real_sweeps_cpu.csv"))
+    parser.add_argument("--climbs", type=int, default=400)
+    parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    runs = pd.read_csv(args.grid)
+    seeds = sorted(runs["seed"].unique())
+    complete = [g for _, g in runs.groupby("rung") if g["seed"].nunique() == len(seeds)]
+    grids = sorted((Grid(g) for g in complete), key=lambda grid: grid.scale.params)
+    started = time.time()
+    sweeps, tops = [], []
+    for climb in range(args.climbs):
+        rng = np.random.default_rng([climb, 7])
+        seed = int(seeds[climb % len(seeds)])
+        below, law = [], None
+        for index, grid in enumerate(grids):
+            if index == len(grids) - 1 and law is not None:
+                tops.append({"climb": climb, "seed": seed, **top_rung_check(grid, law)})
+            sweep = replay_sweep(grid, seed, law, rng, args.trials)
+            sweeps.append({"climb": climb, "seed": seed, **score_sweep(grid, sweep)})
+            below.append(sweep)
+            try:
+                law = fit_law(pd.concat(below, ignore_index=True))
+            except ValueError:
+                law = None
+        if (climb + 1) % 20 == 0:
+            print(f"{climb + 1}/{args.climbs} climbs, {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+    sweeps, tops = pd.DataFrame(sweeps), pd.DataFrame(tops)
+    summary = []
+    for grid in grids:
+        rows = sweeps[(sweeps["rung"] == grid.name) & sweeps["estimated"].astype(bool)]
+        bracketed = rows[rows["bracketed"].astype(bool)]
+        lo, hi = grid.optimum.interval(0.9)
+        summary.append(
+            {
+                "rung": grid.name,
+                "grid_optimum": grid.optimum.lr,
+                "grid_optimum_90": [lo, hi],
+                "sweeps": int(len(sweeps[sweeps["rung"] == grid.name])),
+                "bracketed": int(len(bracketed)),
+                "coverage_optimum": float(bracketed["covers_optimum"].mean()),
+                "coverage_best_run": float(bracketed["covers_best_run"].mean()),
+                "narrower_than_half_grid": float((bracketed["log_width"] < 0.5 * bracketed["truth_log_width"]).mean()),
+                "median_width_factor": float(np.exp(bracketed["log_width"].median())),
+                "error_sd": float(bracketed["error_sds"].std()),
+            }
+        )
+        print(json.dumps(summary[-1]))
+    top = {}
+    if len(tops):
+        for name in ("median", "recommended"):
+            expected, realised = tops[f"{name}_expected_regret"], tops[f"{name}_realised_regret"]
+            top[name] = {
+                "expected_mean": float(expected.mean()),
+                "expected_band80": [float(expected.quantile(0.1)), float(expected.quantile(0.9))],
+                "realised_mean": float(realised.mean()),
+                "realised_se": float(realised.std(ddof=1) / math.sqrt(len(realised))),
+                "p_realised_under_0.5pct": float((realised <= 0.005).mean()),
+            }
+        top["coverage_90"] = float(tops["covers_optimum"].mean())
+        top["climbs"] = int(len(tops))
+        print(json.dumps(top))
+    if args.out:
+        payload = {
+            "command": "python " + " ".join(sys.argv),
+            "rungs": summary,
+            "top_rung": top,
+            "grids": {g.name: {"seeds": len(seeds), "lrs": len(g.log_lrs)} for g in grids},
+        }
+        args.out.write_text(json.dumps(payload, indent=1))
+
+
+if __name__ == "__main__":
+    main()
