@@ -1,16 +1,19 @@
 """Climbs replayed on real dense grids: are the sweeps' intervals and the law's expected regret honest?
 
-    python benchmarks/sweep_replay.py --climbs 400 --out benchmarks/results/sweep_replay_cpu.json
+    python benchmarks/sweep_replay.py --climbs 400 --sweeps 1000 --out benchmarks/results/sweep_replay_cpu.json
 
 The grids are `real_sweeps.py`'s: every default rung trained at 14 LRs 0.35 e-fold apart and
-3 training seeds. A replayed climb picks one training seed (one ladder's runs share it) and
+6 training seeds. A replayed climb picks one training seed (one ladder's runs share it) and
 climbs the rungs as `optuna-lrlaw ladder` does: at each rung the law fitted on the replayed
 rungs below gives the prior (none at the first), the first run takes its recommended LR (the
 prior's median without a law), the next ones `spread_design`'s points, then Thompson draws
 from `estimate_optimum`'s posterior, 6 runs in all, LRs clipped to the ladder's range
 1e-4..1e-1. Each LR asked for is answered by the grid run of that seed at the nearest grid
 LR not yet used in the sweep, and the sweep records that grid LR (the estimator sees only
-real runs). Bracketing runs and early stops of the real ladder are left out.
+real runs). Bracketing runs and early stops of the real ladder are left out. A first rung
+always starts from the same wide prior, so a climb's sweeps differ only by their seed; for
+calibration, ``--sweeps`` more per rung start from priors such as a law gives (sd 0.3 to 1,
+centred one sd off the grid's optimum on average), each at a random training seed.
 
 Each replayed sweep is scored against its rung's dense-grid optimum (`local_optimum`: a
 parabola through the seed means near their best, bootstrapped over seeds): does the sweep's
@@ -33,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from optuna_lrlaw import Scale, estimate_optimum, fit_law
+from optuna_lrlaw.proxies.objective import SEED_NOISE
 from optuna_lrlaw.science.acquisition import spread_design
 from optuna_lrlaw.science.truth_curve import fit_truth_curve, local_optimum
 
@@ -68,9 +72,15 @@ class Grid:
         return math.exp(node), float(row["loss"]), bool(row["diverged"])
 
 
-def replay_sweep(grid: Grid, seed: int, law, rng: np.random.Generator, trials: int) -> pd.DataFrame:
+def replay_sweep(
+    grid: Grid, seed: int, law, rng: np.random.Generator, trials: int, prior: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """One rung's sweep as the ladder draws it: from ``law``'s prediction, or from ``prior``
+    (mean, sd of log eta*) as a law might give it, or from the wide prior of a first rung."""
     bounds = tuple(math.log(v) for v in LR_RANGE)
-    if law is None:
+    if prior is not None:
+        start, curvature = prior[0], None
+    elif law is None:
         prior = (0.5 * sum(bounds), NO_LAW_SD_FRACTION * (bounds[1] - bounds[0]))
         start, curvature = prior[0], None
     else:
@@ -83,7 +93,7 @@ def replay_sweep(grid: Grid, seed: int, law, rng: np.random.Generator, trials: i
         if index == 0:
             log_lr = start
         else:
-            belief = estimate_optimum(lrs, losses, diverged=diverged, prior=prior)
+            belief = estimate_optimum(lrs, losses, diverged=diverged, prior=prior, noise=SEED_NOISE)
             log_lr = spread_design(math.log(belief.lr), belief.log_lr_sd, np.log(lrs), bounds, curvature=curvature)
             if log_lr is None:
                 log_lr = float(belief.sample_log_lr(rng, bounds=bounds))
@@ -100,6 +110,7 @@ def replay_sweep(grid: Grid, seed: int, law, rng: np.random.Generator, trials: i
             "lr": lrs,
             "loss": losses,
             "diverged": diverged,
+            "noise": SEED_NOISE,
         }
     )
 
@@ -107,7 +118,7 @@ def replay_sweep(grid: Grid, seed: int, law, rng: np.random.Generator, trials: i
 def score_sweep(grid: Grid, sweep: pd.DataFrame) -> dict[str, object]:
     ok = ~sweep["diverged"].to_numpy(dtype=bool)
     try:
-        estimate = estimate_optimum(sweep["lr"], sweep["loss"], diverged=~ok)
+        estimate = estimate_optimum(sweep["lr"], sweep["loss"], diverged=~ok, noise=SEED_NOISE)
     except ValueError:
         return {"rung": grid.name, "estimated": False}
     lo, hi = estimate.interval(0.9)
@@ -142,6 +153,7 @@ def main() -> None:
     parser.add_argument("--grid", type=Path, default=Path("benchmarks/results/real_sweeps_cpu.csv"))
     parser.add_argument("--climbs", type=int, default=400)
     parser.add_argument("--trials", type=int, default=6)
+    parser.add_argument("--sweeps", type=int, default=1000, help="sweeps per rung from priors a law might give")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     runs = pd.read_csv(args.grid)
@@ -166,27 +178,43 @@ def main() -> None:
                 law = None
         if (climb + 1) % 20 == 0:
             print(f"{climb + 1}/{args.climbs} climbs, {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+    # Sweeps from priors such as a law gives: sd 0.3 to 1, centred one sd off the grid's
+    # optimum on average, each at a random training seed.
+    rng = np.random.default_rng(11)
+    for grid in grids:
+        for index in range(args.sweeps):
+            sd = rng.uniform(0.3, 1.0)
+            prior = (math.log(grid.optimum.lr) + sd * rng.standard_normal(), sd)
+            seed = int(rng.choice(seeds))
+            sweep = replay_sweep(grid, seed, None, rng, args.trials, prior=prior)
+            sweeps.append({"climb": -1 - index, "seed": seed, **score_sweep(grid, sweep)})
     sweeps, tops = pd.DataFrame(sweeps), pd.DataFrame(tops)
     summary = []
-    for grid in grids:
-        rows = sweeps[(sweeps["rung"] == grid.name) & sweeps["estimated"].astype(bool)]
-        bracketed = rows[rows["bracketed"].astype(bool)]
-        lo, hi = grid.optimum.interval(0.9)
-        summary.append(
-            {
-                "rung": grid.name,
-                "grid_optimum": grid.optimum.lr,
-                "grid_optimum_90": [lo, hi],
-                "sweeps": int(len(sweeps[sweeps["rung"] == grid.name])),
-                "bracketed": int(len(bracketed)),
-                "coverage_optimum": float(bracketed["covers_optimum"].mean()),
-                "coverage_best_run": float(bracketed["covers_best_run"].mean()),
-                "narrower_than_half_grid": float((bracketed["log_width"] < 0.5 * bracketed["truth_log_width"]).mean()),
-                "median_width_factor": float(np.exp(bracketed["log_width"].median())),
-                "error_sd": float(bracketed["error_sds"].std()),
-            }
-        )
-        print(json.dumps(summary[-1]))
+    for source, chosen in (("from a prior", sweeps["climb"] < 0), ("in a climb", sweeps["climb"] >= 0)):
+        for grid in grids:
+            rows = sweeps[chosen & (sweeps["rung"] == grid.name)]
+            bracketed = rows[rows["estimated"].astype(bool) & rows["bracketed"].fillna(False).astype(bool)]
+            if bracketed.empty:
+                continue
+            lo, hi = grid.optimum.interval(0.9)
+            summary.append(
+                {
+                    "sweeps": source,
+                    "rung": grid.name,
+                    "grid_optimum": grid.optimum.lr,
+                    "grid_optimum_90": [lo, hi],
+                    "replayed": int(len(rows)),
+                    "bracketed": int(len(bracketed)),
+                    "coverage_optimum": float(bracketed["covers_optimum"].mean()),
+                    "coverage_best_run": float(bracketed["covers_best_run"].mean()),
+                    "narrower_than_half_grid": float(
+                        (bracketed["log_width"] < 0.5 * bracketed["truth_log_width"]).mean()
+                    ),
+                    "median_width_factor": float(np.exp(bracketed["log_width"].median())),
+                    "error_sd": float(bracketed["error_sds"].std()),
+                }
+            )
+            print(json.dumps(summary[-1]))
     top = {}
     if len(tops):
         for name in ("median", "recommended"):

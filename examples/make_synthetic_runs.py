@@ -2,7 +2,8 @@
 
 The true law is lr* = 0.5 * N^-0.35 * D^-0.05 (so lr* ~ 6.3e-4 at N=1e7, D=1e9); each
 sweep's loss is a skewed parabola in log LR (steeper above the optimum), with 0.2% noise,
-and runs more than 4x above the optimum diverge (loss NaN, diverged=true).
+and runs more than 4x above the optimum diverge (loss NaN, diverged=true). The ``noise``
+column states that 0.2%, as a trainer that measured its seed spread would.
 
     python examples/make_synthetic_runs.py
 """
@@ -29,7 +30,9 @@ def main() -> None:
                 curve = 0.03 * 2 * (np.expm1(1.5 * u) - 1.5 * u) / 1.5**2
                 diverged = u > np.log(4.0)
                 loss = np.nan if diverged else floor * (1 + curve + rng.normal(0, 0.002))
-                rows.append({"params": params, "tokens": tokens, "lr": lr, "loss": loss, "diverged": diverged})
+                rows.append(
+                    {"params": params, "tokens": tokens, "lr": lr, "loss": loss, "diverged": diverged, "noise": 0.002}
+                )
     out = Path(__file__).parent / "data" / "synthetic_runs.csv"
     out.parent.mkdir(exist_ok=True)
     pd.DataFrame(rows).to_csv(out, index=False, float_format="%.6g")

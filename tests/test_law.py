@@ -8,6 +8,7 @@ import pytest
 from synthetic import law_coverage, sweep
 
 from optuna_lrlaw import LRLaw, Scale, fit_law, priors, read_observations
+from optuna_lrlaw.science.law import _SURGE_MARGIN
 
 
 def law_runs(seed=0, params=(1e7, 2.5e7, 6.25e7), tokens=(1e9, 4e9), a=-0.5, b=0.1):
@@ -186,7 +187,7 @@ def test_auto_picks_the_surge_form_by_held_out_evidence_only_when_there_is_a_kne
     flat["lr"] *= (flat["batch_tokens"] / 2**19) ** 0.3
     plain = fit_law(flat, features=BATCH)
     assert plain.batch_form == "loglinear"
-    assert plain.form_scores["loglinear"] >= plain.form_scores["surge"]
+    assert plain.form_scores["surge"] <= plain.form_scores["loglinear"] + _SURGE_MARGIN
     # With fewer than three model sizes there is no held-out evidence: the simpler form stays.
     two_sizes = knee_runs()[lambda runs: runs["params"] < 5e7]
     law = fit_law(two_sizes, features=BATCH)

@@ -82,11 +82,10 @@ def test_replayed_search_at_the_largest_model_needs_one_trial_from_the_median(st
     assert cell["regret_after_1"] <= 0.0025
 
 
-def test_replayed_search_from_the_recommended_lr_needs_one_trial(steplaw_csv):
-    """From the recommended LR (the default), the first trial on the N = 1.07e9, D = 2e10 cell
-    is 8.95e-4: below the law's median (9.25e-4), as the pooled skew (1.23) asks. The nearest
-    grid LR is 9.8e-4 (the midpoint to 6.9e-4 lies at 8.2e-4), within 0.25% of the cell's
-    best, whatever the seed (docs/validation.md)."""
+def test_replayed_search_from_the_law_needs_one_trial(steplaw_csv):
+    """From the law's median (the default first trial), the first trial on the N = 1.07e9,
+    D = 2e10 cell is 1.05e-3; the nearest grid LR is 9.8e-4 (the midpoint to 1.38e-3 lies at
+    1.16e-3), within 0.25% of the cell's best, whatever the seed (docs/validation.md)."""
     from steplaw_replay import replay, summarize
 
     runs = replay(steplaw_csv, seeds=5, trials=3, samplers=["LRLawSampler"])

@@ -61,7 +61,7 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
     coefficients = law.coefficients(0.9)
     optima = law.optima.astype(object).where(law.optima.notna(), None)
     lo, hi = prediction.interval(0.9)
-    recommendation = prediction.recommend()
+    one_shot, recommendation = prediction.assess(prediction.lr), prediction.recommend()
     return {
         "features": list(law.features),
         "batch_form": law.batch_form if "batch_tokens" in law.features else None,
@@ -82,9 +82,14 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
             "search_factor90": prediction.search_factor(0.9),
             "search_range_0.5%": list(prediction.search_range(0.9, 0.005)),
             "search_runs_0.5%": prediction.search_runs(0.9, 0.005),
+            "one_shot_lr": one_shot.lr,
+            "expected_regret": one_shot.expected_regret,
+            "regret_in_band": one_shot.regret_in_band,
+            "outside_band_probability": one_shot.outside_band_probability,
+            "within_tolerance_probability": one_shot.within_tolerance_probability,
+            "divergence_probability": one_shot.divergence_probability,
             "recommended_lr": recommendation.lr,
-            "expected_regret": recommendation.expected_regret,
-            "divergence_probability": recommendation.divergence_probability,
+            "recommended_expected_regret": recommendation.expected_regret,
         },
     }
 
@@ -124,14 +129,15 @@ def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
 
     lo, hi = prediction.interval(0.9)
     target = ", ".join(f"{k}={v:.3g}" for k, v in vars(prediction.scale).items() if v is not None)
-    recommendation = prediction.recommend()
+    one_shot, recommendation = prediction.assess(prediction.lr), prediction.recommend()
     start, stop = prediction.search_range(0.9, 0.005)
     console.print(
         f"Predicted lr* at {target}: {prediction.lr:.3g} "
         f"(90% interval {lo:.3g} to {hi:.3g}; search factor x{prediction.search_factor(0.9):.2f})\n"
         f"A search to land within 0.5% of the best loss: {start:.3g} to {stop:.3g}, "
         f"{prediction.search_runs(0.9, 0.005)} log-spaced run(s) (the loss's curvature at this scale)\n"
-        f"[bold]Recommended lr (lowest expected loss): {recommendation.lr:.3g}[/bold]  "
-        f"(expected regret {100 * recommendation.expected_regret:.2f}%, "
-        f"probability of divergence {100 * recommendation.divergence_probability:.1f}%)"
+        f"[bold]One-shot lr (the law's median): {one_shot.lr:.3g}[/bold]  {one_shot}\n"
+        f"Hedged lr (lowest expected loss under the pooled loss shape): {recommendation.lr:.3g}  "
+        f"(expected regret {100 * recommendation.expected_regret:.2f}%; it lost to the median on "
+        "held-out real rungs, docs/method.md)"
     )

@@ -6,9 +6,9 @@ prior over the user's range) and is updated after every finished trial by
 `estimate_optimum`: completed trials are points on the loss-versus-LR curve, diverged ones
 censor it from above (see `trial_outcome`). Acquisition:
 
-1. The study's first trial takes the law's recommended LR (`LRPrediction.recommend`: the
-   lowest expected loss, a little below the median where the loss is steeper above the
-   optimum), or with ``first_trial="median"`` the prior median.
+1. The study's first trial takes the law's median, the one-shot LR that won on held-out
+   real rungs (docs/method.md), or with ``first_trial="recommend"`` the LR of lowest
+   expected loss under the pooled loss shape (`LRPrediction.recommend`).
 2. Later trials take a Thompson draw: a sample of log eta* from the current posterior,
    restricted to the user's bounds. A draw is where the optimum *might* be, so the search
    concentrates as the posterior does and stays wide while it is unsure: what a search
@@ -42,7 +42,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lrlaw.integration.study import FINISHED_STATES, study_scale, trial_outcome
+from optuna_lrlaw.integration.study import FINISHED_STATES, NOISE_ATTR, study_scale, trial_outcome
 from optuna_lrlaw.science.acquisition import spread_design
 from optuna_lrlaw.science.law import LRLaw
 from optuna_lrlaw.science.observations import blown_up
@@ -135,8 +135,8 @@ class LRLawSampler(BaseSampler):
         inner: the sampler for every other parameter (default `optuna.samplers.TPESampler`).
         seed: makes the LR draws reproducible (they depend only on the seed, the trial
             number and the finished trials, not on thread or worker timing).
-        first_trial: ``"recommend"`` (default) starts at the law's LR of lowest expected
-            loss, ``"median"`` at its posterior median.
+        first_trial: ``"median"`` (default) starts at the law's posterior median,
+            ``"recommend"`` at its LR of lowest expected loss (the hedged LR).
         acquisition: ``"thompson"`` (default) samples the trials after the first from the
             belief, for the best run; ``"spread"`` first places one trial on each side of
             the belief's centre, for a sweep that measures the optimum (the ladder's rungs).
@@ -162,7 +162,7 @@ class LRLawSampler(BaseSampler):
         lr_param: str = "lr",
         inner: BaseSampler | None = None,
         seed: int | None = None,
-        first_trial: Literal["recommend", "median"] = "recommend",
+        first_trial: Literal["recommend", "median"] = "median",
         acquisition: Literal["spread", "thompson"] = "thompson",
     ) -> None:
         if first_trial not in ("recommend", "median"):
@@ -269,7 +269,10 @@ class LRLawSampler(BaseSampler):
         lrs, losses, flagged = np.array(outcomes, dtype=float).reshape(-1, 3).T
         diverged = flagged > 0
         diverged |= blown_up(lrs, np.where(diverged, np.nan, losses))
-        posterior = estimate_optimum(lrs, losses, diverged=diverged, prior=prior, grid_size=_GRID_SIZE)
+        # The noise the objective stated on its runs (`NOISE_ATTR`), if it did.
+        stated = [t.user_attrs[NOISE_ATTR] for t in finished if NOISE_ATTR in t.user_attrs]
+        noise = float(np.median(stated)) if stated else None
+        posterior = estimate_optimum(lrs, losses, diverged=diverged, prior=prior, noise=noise, grid_size=_GRID_SIZE)
         ok = ~diverged
         best = int(np.argmin(np.where(ok, losses, np.inf))) if ok.any() else None
         belief = Belief(

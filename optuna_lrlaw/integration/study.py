@@ -49,6 +49,8 @@ SCALE_ATTRS: dict[str, str] = {
     "batch_tokens": "lrlaw.batch_tokens",
 }
 DIVERGED_ATTR = "lrlaw.diverged"
+#: The trainer's relative seed noise of one run's final loss (the observations' ``noise``).
+NOISE_ATTR = "lrlaw.noise"
 #: What a proxy's objective value is (its final validation loss): `Study.metric_names`,
 #: shown by optuna-dashboard.
 METRIC_NAME = "validation_loss"
@@ -249,6 +251,7 @@ def observations_from_study(studies: optuna.Study | Iterable[optuna.Study], *, l
                     "lr": lr,
                     "loss": loss,
                     "diverged": diverged,
+                    "noise": trial.user_attrs.get(NOISE_ATTR, math.nan),
                     "study": study.study_name,
                     "trial": trial.number,
                 }
@@ -256,8 +259,9 @@ def observations_from_study(studies: optuna.Study | Iterable[optuna.Study], *, l
     if not rows:
         raise ValueError(f"no finished trial with a parameter {lr_param!r} in the given studies")
     frame = pd.DataFrame(rows)
-    if frame["batch_tokens"].isna().all():
-        frame = frame.drop(columns="batch_tokens")
+    for optional in ("batch_tokens", "noise"):
+        if frame[optional].isna().all():
+            frame = frame.drop(columns=optional)
     return validate_observations(frame)
 
 

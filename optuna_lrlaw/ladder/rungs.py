@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import optuna
 
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS, checked_lr_range
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, NOISE_ATTR, SCALE_ATTRS, checked_lr_range
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective, proxy_objective
 from optuna_lrlaw.proxies.parametrization import model_identity
@@ -78,6 +78,8 @@ class TrainerRung:
     losses to ``trial`` and raise ``optuna.TrialPruned`` when ``trial.should_prune()``, and
     set the ``flops`` user attribute (default: 6 N D). ``name`` identifies the rung in the
     storage: its study is ``{ladder}/{name}``, so it must change when the model does.
+    ``noise``, if you measured it, is the relative sd of one run's final loss between
+    training seeds (0.01: 1%): each rung's optimum takes it as its noise prior.
 
     Example:
         >>> def train(lr, trial):
@@ -90,12 +92,15 @@ class TrainerRung:
     name: str
     at: Scale
     train: Callable[[float, optuna.Trial], float]
+    noise: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"a TrainerRung's name must be non-empty and hold no '/', got {self.name!r}")
         if not isinstance(self.at, Scale):
             raise ValueError(f"a TrainerRung's scale must be a Scale, got {self.at!r}")
+        if self.noise is not None and not (isinstance(self.noise, (int, float)) and 0 < self.noise < math.inf):
+            raise ValueError(f"a TrainerRung's noise must be a positive relative sd (0.01 for 1%), got {self.noise!r}")
 
     def scale(self) -> Scale:
         return self.at
@@ -138,6 +143,8 @@ class TrainerObjective:
                 trial.set_user_attr(attr, value)
         diverged = not math.isfinite(loss)
         trial.set_user_attr(DIVERGED_ATTR, diverged)
+        if self.rung.noise is not None:
+            trial.set_user_attr(NOISE_ATTR, self.rung.noise)
         if "flops" not in trial.user_attrs:
             trial.set_user_attr("flops", 6.0 * (self.scale.active_params or self.scale.params) * self.scale.tokens)
         return math.inf if diverged else loss

@@ -8,10 +8,15 @@ from dataclasses import replace
 import optuna
 import torch
 
-from optuna_lrlaw.integration.study import DIVERGED_ATTR, SCALE_ATTRS, checked_lr_range
+from optuna_lrlaw.integration.study import DIVERGED_ATTR, NOISE_ATTR, SCALE_ATTRS, checked_lr_range
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.train import TrainConfig, checked_corpus, resolve_device, train_proxy
 from optuna_lrlaw.science.scale import Scale
+
+#: The relative sd of a proxy run's final loss between training seeds at and below its
+#: optimal LR, measured at the default ladder's rungs (benchmarks/results/real_sweeps_cpu.csv:
+#: 0.2% to 1.7%; four times more above the optimum, which `estimate_optimum` models itself).
+SEED_NOISE = 0.01
 
 
 class ProxyObjective:
@@ -19,7 +24,8 @@ class ProxyObjective:
 
     It returns the final validation loss and records on the trial what the plugin and the
     comparisons read: the run's scale (``lrlaw.params``, ``lrlaw.tokens``,
-    ``lrlaw.batch_tokens``), ``lrlaw.diverged``, the training seed ``lrlaw.train_seed``, and
+    ``lrlaw.batch_tokens``), ``lrlaw.diverged``, the training seed ``lrlaw.train_seed``, the seed noise ``lrlaw.noise``
+    (`SEED_NOISE`), and
     its FLOPs, tokens/s, MFU and wall time (`train_proxy` adds ``lrlaw.resumed_from_step``
     when a checkpoint resumed it). A diverged run is a completed trial marked diverged (its
     value ``inf`` when the loss is not finite: Optuna would record NaN as a failure), never
@@ -49,6 +55,7 @@ class ProxyObjective:
         if result.divergence_reason:
             trial.set_user_attr("lrlaw.divergence_reason", result.divergence_reason)
         trial.set_user_attr("lrlaw.train_seed", self.config.seed)
+        trial.set_user_attr(NOISE_ATTR, SEED_NOISE)
         trial.set_user_attr("flops", result.flops)
         trial.set_user_attr("tokens_per_second", result.tokens_per_second)
         trial.set_user_attr("wall_seconds", result.wall_seconds)

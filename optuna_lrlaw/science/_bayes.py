@@ -34,7 +34,7 @@ class GridLinearFit:
         dof: degrees of freedom of the Student-t posterior of the coefficients.
         noise_var: posterior scale of the noise variance, shape ``(G,)``.
         shape_mean, shape_ss: weighted mean of the shape and its centred sum of squares.
-        total: number of observations behind the fit.
+        total: the observations' total weight, shape ``(G,)`` or scalar.
     """
 
     log_evidence: FloatArray
@@ -45,7 +45,7 @@ class GridLinearFit:
     noise_var: FloatArray
     shape_mean: FloatArray
     shape_ss: FloatArray
-    total: float
+    total: FloatArray
 
     def mean_sd(self, shape_value: FloatArray) -> FloatArray:
         """Posterior sd of ``intercept + slope * shape_value`` at each grid point."""
@@ -73,41 +73,39 @@ def fit_shape_on_grid(
     y: FloatArray,
     shapes: FloatArray,
     *,
-    counts: FloatArray | None = None,
-    within_ss: float = 0.0,
+    weights: FloatArray | None = None,
     noise_scale: float,
     noise_dof: float = 2.0,
 ) -> GridLinearFit:
     """Marginal likelihood of ``y ~ intercept + slope * shape`` for every row of ``shapes``.
 
     Args:
-        y: observations, shape ``(n,)``; or the means of ``counts[i]`` replicates each.
+        y: observations, shape ``(n,)``.
         shapes: the shape column at each grid point, shape ``(G, n)``.
-        counts: replicates behind each ``y`` (default one each). Replicates at one input
-            enter through their mean and ``within_ss``, their sum of squares about it,
-            which is exact for a normal likelihood and much cheaper.
-        within_ss: the replicates' total sum of squares about their means.
-        noise_scale: prior guess of the noise sd (in units of ``y``); it keeps the evidence
-            finite when the curve passes through every point.
-        noise_dof: pseudo-observations behind ``noise_scale``; 2 keeps the prior weak.
+        weights: precision of each observation relative to the noise, shape ``(n,)`` or
+            ``(G, n)`` (default 1): observation i has noise variance ``sigma^2 / weights[i]``.
+            Weights that change with the grid point (noise that grows away from the point
+            tried) enter the evidence with their determinant, so grid points stay comparable.
+        noise_scale: prior guess of the noise sd ``sigma`` (in units of ``y``); it keeps the
+            evidence finite when the curve passes through every point.
+        noise_dof: pseudo-observations behind ``noise_scale``: 2 leaves it weak, more holds
+            the noise near it when the data cannot tell (a sweep of six runs).
     """
-    w = np.ones_like(y) if counts is None else counts
-    total = w.sum()
+    w = np.broadcast_to(np.ones_like(y) if weights is None else weights, shapes.shape)
+    total = w.sum(axis=-1)
     y_mean = (w @ y) / total
-    yc = y - y_mean
-    # Sums through matrix-vector products; with sum(w * yc) = 0 the centred cross
-    # product needs no centred copy of ``shapes``.
-    shape_mean = (shapes @ w) / total
-    raw_sxx = (shapes * shapes) @ w
+    yc = y - y_mean[..., None]
+    shape_mean = (shapes * w).sum(axis=-1) / total
+    raw_sxx = (shapes * shapes * w).sum(axis=-1)
     sxx = raw_sxx - total * shape_mean**2
-    sxy = shapes @ (w * yc)
+    sxy = (shapes * w * yc).sum(axis=-1)
     slope = sxy / sxx
     intercept = y_mean - slope * shape_mean
-    rss = np.maximum((w * yc) @ yc - slope * sxy, 0.0) + within_ss
-    dof = noise_dof + total - 2
+    rss = np.maximum((w * yc * yc).sum(axis=-1) - slope * sxy, 0.0)
+    dof = noise_dof + y.size - 2
     scale_sum = noise_dof * noise_scale**2 + rss
-    # |Z'Z| = total * sxx for the design [1, shape].
-    log_evidence = -0.5 * np.log(total * sxx) - 0.5 * dof * np.log(scale_sum)
+    # |Z'WZ| = total * sxx for the design [1, shape]; |W|^(1/2) is the noise's own density.
+    log_evidence = -0.5 * np.log(total * sxx) - 0.5 * dof * np.log(scale_sum) + 0.5 * np.log(w).sum(axis=-1)
     # A shape that is constant over the runs (to rounding) cannot be fitted.
     usable = np.isfinite(log_evidence) & (sxx > 1e-9 * raw_sxx)
     slope_sd = np.sqrt(scale_sum / dof / np.where(usable, sxx, 1.0))
@@ -120,7 +118,7 @@ def fit_shape_on_grid(
         noise_var=scale_sum / dof,
         shape_mean=shape_mean,
         shape_ss=np.where(usable, sxx, 1.0),
-        total=float(total),
+        total=total,
     )
 
 

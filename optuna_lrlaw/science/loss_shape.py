@@ -261,8 +261,9 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
     power_features = tuple(f for f in features if sweeps[f].nunique() > 1)
     if not power_features:
         return ShapeLaw(skew, cliff, None, None, len(rows), float(np.exp(np.mean(log_curvature))), skew_sd)
-    longest = int(np.argmax(sweeps["tokens"].to_numpy(dtype=float)))
-    ceiling = (float(sweeps["tokens"].iloc[longest]), math.exp(log_curvature[longest]))
+    tokens = sweeps["tokens"].to_numpy(dtype=float)
+    longest = tokens == tokens.max()  # the sweeps at the longest horizon: their typical curvature
+    ceiling = (float(tokens.max()), float(np.exp(np.mean(np.array(log_curvature)[longest]))))
     design = Design.build(power_features, "loglinear", sweeps)
     prior = LawPrior(
         name="curvature",

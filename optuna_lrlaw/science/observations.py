@@ -12,6 +12,9 @@ column             required  meaning
 ``loss``           yes       final loss (validation loss by preference); NaN or inf
                              only for diverged runs
 ``diverged``       no        True for runs that diverged (missing means False)
+``noise``          no        the relative sd of one run's final loss between training
+                             seeds, as the trainer measured it (0.01: 1%); a sweep's
+                             optimum takes it as its noise prior (`estimate_optimum`)
 =================  ========  =======================================================
 
 Any other column is kept and ignored (a run name, a seed, a batch size in sequences).
@@ -27,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("params", "tokens", "lr", "loss")
-NUMBER_COLUMNS: tuple[str, ...] = ("params", "tokens", "batch_tokens", "lr", "loss")
+NUMBER_COLUMNS: tuple[str, ...] = ("params", "tokens", "batch_tokens", "lr", "loss", "noise")
 
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
@@ -88,11 +91,11 @@ def validate_observations(frame: pd.DataFrame, *, require: tuple[str, ...] = ())
             clean[column] = _as_numbers(clean, column)
     clean["diverged"] = _as_flags(clean)
 
-    for column in ("params", "tokens", "lr", "batch_tokens"):
+    for column in ("params", "tokens", "lr", "batch_tokens", "noise"):
         if column not in clean:
             continue
         values = clean[column]
-        missing_ok = column == "batch_tokens" and column not in require
+        missing_ok = column in ("batch_tokens", "noise") and column not in require
         bad = ~(np.isfinite(values) & (values > 0))
         if missing_ok:
             bad &= values.notna()

@@ -1,19 +1,33 @@
 """Where is the optimal learning rate of one scale? The posterior of log eta* from one sweep.
 
-Near its minimum the final loss is close to a parabola in log LR (paper A, Eq. 2):
+Near its minimum the final loss is close to a parabola in log LR (paper A, Eq. 2). Real
+curves are not parabolas across a whole sweep: short runs rise steeply and straight below
+the optimum and flatten above it; long runs (Step Law's) rise exponentially above it. So
+with ``u = log eta - log eta*`` the relative loss excess of every run that did not diverge
+is modelled as
 
-    L(eta) = L_min + C * (log eta - log eta*)^2,    C > 0.
+    L(eta) / L_best - 1 = a + C * shape(u) + noise,    C > 0,
 
-Real curves are not parabolas far from the minimum: the high-LR side rises much faster
-than the low side and ends in divergence. So the parabola is fitted only to the runs
-whose loss lies within a band above the best one ("near the minimum"), and diverged
-runs enter as censoring: each says "the optimum lies below me".
+with the shape integrated over two families (`curve_shapes`): LINEX curves of several
+skews and two-sided Huber curves that turn straight at their own distance on each side.
 
-For a fixed ``x* = log eta*`` the parabola is linear in ``(L_min, C)``; with flat priors on
-both and a weak prior on the noise, they integrate out exactly, so the posterior of
-``x*`` is evaluated on a fine grid (see ``_bayes``). A normal prior on ``x*`` multiplies in
-exactly. The posterior is reported by its mean, sd and quantiles; when the best run
-sits at an edge of the sweep the optimum is not bracketed and the result is a bound.
+The noise is that of one run's final loss between training seeds (``noise``, relative, as
+the trainer states it: our proxies' is about 1% near the optimum; `DEFAULT_NOISE` else),
+held as a prior that the sweep's own scatter updates (repeated LRs or seeds show it
+directly). Above the best run it is possibly larger (`HIGH_LR_NOISE_RATIOS`, integrated
+over like the shapes): high LRs are unstable, and the final loss of our short proxies
+varies four times more between seeds there (benchmarks/results/real_sweeps_cpu.csv).
+Diverged runs enter as censoring: each
+says "the optimum lies below me". A sweep at one training seed locates that seed's optimum,
+which scatters around the optimum of the expected loss (the seed's runs share its
+initialization and batches), so the sweep's likelihood is widened by that scatter,
+`SEED_SCATTER_PER_NOISE` times the noise.
+
+For a fixed ``x* = log eta*`` and shape the curve is linear in ``(a, C)``: they and the
+noise integrate out exactly, so the posterior of ``x*`` is evaluated on a fine grid (see
+``_bayes``). A normal prior on ``x*`` (a law's prediction) multiplies in; a sweep that
+brackets its optimum outweighs it. When the best run sits at an edge of the sweep the
+optimum is not bracketed and the result is a bound.
 """
 
 from __future__ import annotations
@@ -36,18 +50,36 @@ from optuna_lrlaw.science._bayes import (
 
 #: Width of the soft step with which a diverged run caps the optimum, in units of log LR.
 _CENSOR_SOFTNESS = 0.05
-#: Prior guess of the loss noise, relative to the best loss (0.1%, two pseudo-observations):
-#: the five or six runs near the minimum cannot pin the noise down alone, and a smaller guess
-#: makes single sweeps overconfident (benchmarks/sweep_calibration.py, docs/validation.md).
-_RELATIVE_NOISE = 1e-3
-#: The fewest runs the parabola is fitted to, widening the band if needed, and the most:
-#: a denser band is thinned.
-_MIN_FIT_RUNS = 5
+#: The relative sd of one run's final loss between training seeds assumed when the trainer
+#: states none: 0.5%, the low end of what small models show (0.5% to 1%; our proxies state
+#: 1%, `proxies.objective.SEED_NOISE`). Held with `_NOISE_DOF` pseudo-observations: six runs
+#: cannot measure their own noise, and an interval narrower than it is wrong.
+DEFAULT_NOISE = 0.005
+_NOISE_DOF = 4.0
+#: Above the optimum a run's final loss may vary more between seeds: its sd there is one of
+#: these multiples of the noise below, integrated over with these prior weights (our
+#: proxies' short runs show about 4: 1% to 6% above the optimum, real_sweeps_cpu.csv; a
+#: clean curve shows 1), reached within a quarter e-fold past the best run.
+HIGH_LR_NOISE_RATIOS = np.array([1.0, 4.0])
+_HIGH_LR_NOISE_PRIOR = np.array([0.25, 0.75])
+_HIGH_LR_ONSET = 0.25
+#: A sweep at one training seed finds that seed's optimum; the optimum of the expected loss
+#: (what a run at a fresh seed gets) lies around it with this sd in log LR per unit of
+#: relative noise: the optima of single seeds scatter by 0.09 to 0.25 e-folds around their
+#: seed mean at 1% noise (real_sweeps_cpu.csv), and 0.1 at 1% calibrates the replayed
+#: sweeps best (benchmarks/sweep_replay.py, docs/validation.md).
+SEED_SCATTER_PER_NOISE = 10.0
+#: Far from the optimum no curve family is exact: a run this far (log LR) from the best run
+#: has its noise variance doubled, and it grows as the fourth power of the distance.
+_WING = 1.5
+#: Dense sweeps are thinned evenly in log LR to at most this many runs, to bound the cost.
 _MAX_FIT_RUNS = 48
-#: Loss-curve shapes marginalized over (uniform prior); see `curve_shapes`.
-_SKEWS = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
-_RATIOS = np.array([0.25, 0.4, 0.63, 1.0, 1.6, 2.5, 4.0])
-_N_SHAPES = len(_SKEWS) + len(_RATIOS)
+#: The curve families marginalized over, each shape with equal prior weight: LINEX skews
+#: (exponential on one side, linear on the other: long runs, Step Law's sweeps) and
+#: two-sided Huber curves whose sides turn linear at their own distance from eta* (short
+#: runs: steep and straight below, flat above; real_sweeps_cpu.csv).
+_SKEWS = np.array([-2.0, -1.0, 1.0, 2.0, 3.0])
+_BENDS = np.array([0.1, 0.25, 0.5, 1.0, np.inf])
 #: Points of the coarse grid that locates the posterior, and the log-density below the
 #: peak under which a coarse cell is dropped (e^-30: nothing a quantile can see).
 _COARSE_GRID = 121
@@ -59,33 +91,23 @@ _MIN_PRIOR_SD = 1e-9
 
 
 def curve_shapes(u: FloatArray) -> FloatArray:
-    """The loss-curve shapes marginalized over, stacked: shape ``(len(_SKEWS) + len(_RATIOS), *u.shape)``.
+    """The loss-curve shapes marginalized over, stacked: shape ``(n_shapes, *u.shape)``.
 
-    Every shape is 0 with curvature 2 at ``u = 0`` (so the slope C in
-    ``L = L_min + C * shape`` means the same for all), and is asymmetric in one of two ways:
+    Every shape is 0 with curvature 2 at ``u = 0`` (so the slope C in ``a + C * shape``
+    means the same for all):
 
-    - skewed: ``2 (exp(s u) - 1 - s u) / s^2``, exponential above the optimum and about
-      linear below it (for s > 0), the shape of measured loss-versus-log-LR curves;
-    - two-sided: ``u^2`` below the optimum and ``r u^2`` above it.
-
-    Both include the plain parabola ``u^2`` (s = 0, r = 1).
+    - LINEX, ``2 (exp(s u) - 1 - s u) / s^2`` for each skew s of `_SKEWS`;
+    - two-sided Huber, ``2 h^2 (sqrt(1 + (u / h)^2) - 1)`` with bend ``h`` below eta* and
+      another above it (all pairs from `_BENDS`): the parabola ``u^2`` near eta*, straight
+      lines of slope ``2 h`` beyond ``h``; ``h = inf`` is the parabola on that side.
     """
-    out = np.empty((len(_SKEWS) + len(_RATIOS), *u.shape))
     with np.errstate(over="ignore", invalid="ignore"):
-        # The skews are whole numbers, so one exponential serves them all: exp(s u) = (e^u)^s.
-        # (exp(s u) - 1 - s u loses digits for tiny u, but only absolute ones, near 0.)
-        powers = {1: np.exp(u)}
-        powers[-1] = 1.0 / powers[1]
-        for s in (2, 3):
-            powers[s] = powers[s - 1] * powers[1]
-            powers[-s] = powers[-(s - 1)] * powers[-1]
-        for k, s in enumerate(_SKEWS):
-            out[k] = (powers[int(s)] - 1.0 - s * u) * (2.0 / s**2)
+        linex = [(np.expm1(s * u) - s * u) * (2.0 / s**2) for s in _SKEWS]
         square = np.square(u)
-        above = u > 0
-        for k, r in enumerate(_RATIOS, start=len(_SKEWS)):
-            out[k] = np.where(above, r * square, square)
-    return out
+        bent = {h: square if np.isinf(h) else 2 * h * h * (np.sqrt(1 + square / (h * h)) - 1) for h in _BENDS}
+        below = u < 0
+        huber = [np.where(below, bent[lo], bent[hi]) for lo in _BENDS for hi in _BENDS]
+    return np.stack(linex + huber)
 
 
 @runtime_checkable
@@ -107,9 +129,10 @@ class OptimumEstimate:
         log_lr_mean: posterior mean of log eta* (natural log).
         log_lr_sd: posterior standard deviation of log eta*.
         lr: posterior median of eta*.
-        curvature: C of the fitted parabola, loss per (log LR)^2; None with fewer than three
-            distinct finite runs.
-        min_loss: L_min of the fitted parabola; None with fewer than three distinct finite runs.
+        curvature: the fitted curve's rise half an e-fold to either side of its minimum, per
+            (half an e-fold)^2: C of a parabola, in loss per (log LR)^2; None with fewer than
+            three distinct finite runs.
+        min_loss: the fitted curve's lowest loss; None with fewer than three distinct finite runs.
         bracketed: True when runs on both sides of the best one show a higher loss (or
             diverged). When False the optimum may lie outside the sweep and ``lr`` is only
             a bound on it; ``beyond`` says on which side.
@@ -221,64 +244,60 @@ def _validated_sweep(
     return lr, loss, flags
 
 
-def _near_minimum(x: FloatArray, loss: FloatArray, window: float) -> np.ndarray:
-    """Indices of the runs the parabola is fitted to: the band above the best loss.
+def _noise_variance_factors(u: FloatArray) -> FloatArray:
+    """A run's noise variance at distance ``u`` above the best run, relative to below it, for
+    each of `HIGH_LR_NOISE_RATIOS`: shape ``(len(HIGH_LR_NOISE_RATIOS), *u.shape)``."""
+    onset = -np.expm1(-np.maximum(u, 0.0) / _HIGH_LR_ONSET)
+    return 1.0 + (HIGH_LR_NOISE_RATIOS[:, None] ** 2 - 1.0) * onset
 
-    The band is ``window`` times the best loss (a relative band, as cross-entropies are
-    compared in percent), thinned evenly to at most ``_MAX_FIT_RUNS`` runs, joined by the
-    nearest run on each side of the best one, and widened with the runs nearest in log LR
-    to the best one until at least ``_MIN_FIT_RUNS`` runs at three distinct LRs take part.
-    """
-    best = int(np.argmin(loss))
-    level = abs(loss[best]) if loss[best] != 0 else 1.0
-    chosen = loss <= loss[best] + window * level
-    if chosen.sum() > _MAX_FIT_RUNS:
-        # Dense sweeps are thinned evenly along log LR (keeping the band's span, so the
-        # curve stays pinned down) to bound the cost; the best run always stays.
-        in_band = np.flatnonzero(chosen)
-        in_band = in_band[np.argsort(x[in_band], kind="stable")]
-        keep = in_band[np.linspace(0, in_band.size - 1, _MAX_FIT_RUNS).round().astype(int)]
-        chosen[:] = False
-        chosen[keep] = True
-        chosen[best] = True
-    # The nearest run on each side of the best one always takes part: they are what
-    # brackets the optimum, however far above the band a steep side puts them.
-    for side in (x < x[best], x > x[best]):
-        if side.any():
-            chosen[np.flatnonzero(side)[np.argmin(np.abs(x[side] - x[best]))]] = True
-    by_distance = np.argsort(np.abs(x - x[best]), kind="stable")
-    for i in by_distance:
-        if chosen.sum() >= _MIN_FIT_RUNS and np.unique(x[chosen]).size >= 3:
-            break
-        chosen[i] = True
-    return np.flatnonzero(chosen)
+
+def _blurred(grid: FloatArray, log_density: FloatArray, sd: float) -> FloatArray:
+    """``log_density`` on an even ``grid`` convolved with a normal of ``sd`` (the seed scatter)."""
+    step = grid[1] - grid[0]
+    if sd < 0.5 * step or not np.isfinite(log_density).any():
+        return log_density
+    offsets = np.arange(-math.ceil(4 * sd / step), math.ceil(4 * sd / step) + 1) * step
+    kernel = np.exp(-0.5 * (offsets / sd) ** 2)
+    peak = np.max(log_density[np.isfinite(log_density)])
+    density = np.exp(log_density - peak)
+    return peak + np.log(np.convolve(density, kernel / kernel.sum(), mode="same"))
+
+
+def _thinned(x: FloatArray, loss: FloatArray) -> np.ndarray:
+    """Indices of the runs fitted: all of them, or for a dense sweep `_MAX_FIT_RUNS` spread
+    evenly along log LR (the span kept, so the curve stays pinned), the best run among them."""
+    if x.size <= _MAX_FIT_RUNS:
+        return np.arange(x.size)
+    order = np.argsort(x, kind="stable")
+    keep = set(order[np.linspace(0, x.size - 1, _MAX_FIT_RUNS).round().astype(int)].tolist())
+    keep.add(int(np.argmin(loss)))
+    return np.array(sorted(keep))
 
 
 def _beyond_the_runs_no_less_likely(
-    grid: FloatArray, log_lik: FloatArray, ends: FloatArray, log_lik_at_ends: FloatArray
+    grid: FloatArray,
+    log_lik: FloatArray,
+    ends: FloatArray,
+    log_lik_at_ends: FloatArray,
+    sides: tuple[bool, bool] = (True, True),
 ) -> FloatArray:
-    """The curve's log likelihood, raised beyond the runs to at least its value at their end.
+    """The curve's log likelihood, raised beyond the runs to at least its value at their end,
+    on the ``sides`` (below, above) where the sweep does not bracket its optimum.
 
     Where no run was made, only the curve family says how fast the loss would change, and
     a family of fixed shapes fitted to runs spanning a narrow range extrapolates with
     confidence it has not earned: a few runs within a factor 1.3 cannot tell an optimum
     just below them from one four times lower. So an optimum beyond the runs is never
     less likely than one at their end; what decides between such places is the prior
-    (or, without one, the grid's padding), as it would be with no runs there at all.
+    (or, without one, the grid's padding), as it would be with no runs there at all. On a
+    side where a run is worse than the best one, the runs themselves speak against an
+    optimum past them, and the fit's likelihood stands.
     """
-    below, above = grid < ends[0], grid > ends[1]
+    below, above = (grid < ends[0]) & sides[0], (grid > ends[1]) & sides[1]
     out = log_lik.copy()
     out[below] = np.maximum(out[below], log_lik_at_ends[0])
     out[above] = np.maximum(out[above], log_lik_at_ends[1])
     return out
-
-
-def _replicates_pooled(x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, float]:
-    """Runs at the same LR pooled into their mean: distinct x, mean y, counts, within-SS."""
-    distinct, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    means = np.bincount(inverse, weights=y) / counts
-    within_ss = float(((y - means[inverse]) ** 2).sum())
-    return distinct, means, counts.astype(float), within_ss
 
 
 def _bracketing(
@@ -300,13 +319,13 @@ def estimate_optimum(
     *,
     diverged: Sequence[bool] | None = None,
     prior: Prior | None = None,
-    window: float = 0.02,
+    noise: float | None = None,
     grid_size: int = 301,
 ) -> OptimumEstimate:
     """Posterior of the optimal learning rate from one LR sweep at a fixed scale.
 
     Args:
-        lrs: peak learning rates of the runs (positive).
+        lrs: peak learning rates of the runs (positive); an LR may repeat (other seeds).
         losses: their final losses; may be NaN or inf for diverged runs.
         diverged: which runs diverged; these are censored ("the optimum lies below this
             LR"), their losses ignored. A non-finite loss must be flagged here.
@@ -314,8 +333,9 @@ def estimate_optimum(
             ``log_lr_mean`` and ``log_lr_sd`` (e.g. a law's `LRPrediction`). Needed when the
             sweep has fewer than three distinct LRs with a finite loss; an empty sweep
             then returns the prior itself.
-        window: relative loss band above the best run within which the parabola is
-            fitted (0.02: runs within 2% of the best loss).
+        noise: the relative sd of one run's final loss between training seeds at this scale
+            (0.01: 1%), as your trainer measures it; default `DEFAULT_NOISE`. It is a prior:
+            the sweep's own scatter (repeated LRs, other seeds) updates it.
         grid_size: resolution of the posterior grid over log eta*.
 
     Returns:
@@ -333,8 +353,9 @@ def estimate_optimum(
     """
     lr, loss, flags = _validated_sweep(lrs, losses, diverged)
     prior_moments = _prior_moments(prior)
-    if not (0 < window < math.inf):
-        raise ValueError(f"window must be positive, got {window!r}")
+    noise = DEFAULT_NOISE if noise is None else noise
+    if not (isinstance(noise, (int, float)) and 0 < noise < math.inf):
+        raise ValueError(f"noise must be a positive relative sd (0.01 for 1%), got {noise!r}")
     if grid_size < 16:
         raise ValueError(f"grid_size must be at least 16, got {grid_size!r}")
 
@@ -363,14 +384,22 @@ def estimate_optimum(
     lo, hi = max(lo, -_LOG_LR_LIMIT), min(hi, _LOG_LR_LIMIT)
     if not lo < hi:
         raise ValueError("the sweep and prior put the optimum outside the range of floating-point LRs")
+    bracketed, beyond = _bracketing(x_ok, loss_ok, x_div)
+    seed_scatter = SEED_SCATTER_PER_NOISE * noise
+    open_sides = (True, True) if bracketed is False and beyond is None else (beyond == "below", beyond == "above")
     curvature = min_loss = None
     fitted = np.array([], dtype=int)
     if distinct >= 3:
-        fitted = _near_minimum(x_ok, loss_ok, window)
+        fitted = _thinned(x_ok, loss_ok)
         best = float(loss_ok[fitted].min())
         scale = abs(best) if best != 0 else float(np.ptp(loss_ok[fitted])) or 1.0
         with np.errstate(over="ignore", invalid="ignore"):  # absurd losses end in the finiteness check below
-            x_fit, y, counts, within_ss = _replicates_pooled(x_ok[fitted], (loss_ok[fitted] - best) / scale)
+            x_fit, y = x_ok[fitted], (loss_ok[fitted] - best) / scale
+        # Runs above the best one are the noisy side: known from the runs, not from the
+        # optimum tried, so the noise model cannot favour an optimum by where it puts it.
+        from_best = x_fit - x_fit[int(np.argmin(y))]
+        wings = 1.0 + (from_best / _WING) ** 4  # no smooth family is exact far from the optimum
+        precision = 1.0 / (_noise_variance_factors(from_best) * wings)  # (ratios, runs)
 
     def log_density(grid: FloatArray) -> tuple[FloatArray, GridLinearFit | None, FloatArray | None]:
         log_post = np.zeros(grid.size)
@@ -378,17 +407,28 @@ def estimate_optimum(
         if distinct >= 3:
             # The curve is also evaluated at the two ends of the runs (the last two points).
             points = np.concatenate([grid, [x_ok.min(), x_ok.max()]])
-            shapes = curve_shapes(x_fit - points[:, None]).reshape(-1, x_fit.size)
-            fit = fit_shape_on_grid(y, shapes, counts=counts, within_ss=within_ss, noise_scale=_RELATIVE_NOISE)
-            log_joint = (fit.log_evidence + fit.log_prob_positive_slope()).reshape(_N_SHAPES, points.size)
+            u = x_fit - points[:, None]
+            # Every (noise ratio, shape) pair is one model: shapes tiled over the ratios.
+            shapes = curve_shapes(u)
+            fit = fit_shape_on_grid(
+                y,
+                np.tile(shapes, (HIGH_LR_NOISE_RATIOS.size, 1, 1)),
+                weights=np.repeat(precision, len(shapes), axis=0)[:, None, :],
+                noise_scale=noise,
+                noise_dof=_NOISE_DOF,
+            )
+            ratio_prior = np.repeat(np.log(_HIGH_LR_NOISE_PRIOR), len(shapes))[:, None]
+            log_joint = fit.log_evidence + fit.log_prob_positive_slope() + ratio_prior
             # logsumexp over shapes, by hand: scipy's costs more than the rest of the pass.
             peak = np.max(log_joint, axis=0)
             safe_peak = np.where(np.isfinite(peak), peak, 0.0)
             curve = safe_peak + np.log(np.exp(log_joint - safe_peak).sum(axis=0))
-            log_post += _beyond_the_runs_no_less_likely(grid, curve[:-2], points[-2:], curve[-2:])
+            log_post += _beyond_the_runs_no_less_likely(grid, curve[:-2], points[-2:], curve[-2:], open_sides)
             log_joint = log_joint[:, :-2]
         if x_div.size:
             log_post += special.log_ndtr((x_div[:, None] - grid) / _CENSOR_SOFTNESS).sum(axis=0)
+        if distinct >= 3:
+            log_post = _blurred(grid, log_post, seed_scatter)
         if prior_moments is not None:
             prior_mean, prior_sd = prior_moments
             log_post -= 0.5 * ((grid - prior_mean) / prior_sd) ** 2
@@ -407,12 +447,16 @@ def estimate_optimum(
         posterior = GridDistribution.from_log_density(grid, log_post)
         median = float(posterior.quantile(0.5))
         if fit is not None:
+            # The curve at the median, averaged over the shapes' posterior there.
             at_x = int(np.argmin(np.abs(grid - median)))
-            shape = int(np.argmax(log_joint[:, at_x]))
-            curvature = float(fit.slope.reshape(_N_SHAPES, -1)[shape, at_x] * scale)
-            min_loss = float(best + fit.intercept.reshape(_N_SHAPES, -1)[shape, at_x] * scale)
+            shape_weights = np.exp(log_joint[:, at_x] - np.max(log_joint[:, at_x]))
+            shape_weights /= shape_weights.sum()
+            # A secant curvature, the same for every shape: the mean rise half an e-fold to
+            # either side, per (half an e-fold)^2.
+            secant = np.tile(curve_shapes(np.array([-0.5, 0.5])).mean(axis=1) / 0.25, HIGH_LR_NOISE_RATIOS.size)
+            curvature = float(shape_weights @ (fit.slope[:, at_x] * secant) * scale)
+            min_loss = float(best + shape_weights @ fit.intercept[:, at_x] * scale)
 
-    bracketed, beyond = _bracketing(x_ok, loss_ok, x_div)
     estimate = OptimumEstimate(
         log_lr_mean=posterior.mean,
         log_lr_sd=posterior.sd,

@@ -119,9 +119,14 @@ class LRPrediction:
         candidates = np.append(candidates, median)
         risk = self._risk(candidates)
         best = int(np.argmin(risk))
-        return self._recommendation(float(candidates[best]), float(risk[best]))
+        return self.assess(math.exp(candidates[best]))
 
-    def _recommendation(self, log_lr: float, risk: float) -> Recommendation:
+    def assess(self, lr: float) -> Recommendation:
+        """What a single run at ``lr`` risks under this belief, in the parts `recommend` states:
+        e.g. ``prediction.assess(prediction.lr)`` for the median, the default one-shot LR."""
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be finite and positive, got {lr!r}")
+        log_lr, risk = math.log(lr), float(self.expected_regret(lr))
         mixture = self._mixture
         u_means, sds = log_lr - mixture.means, mixture.sds
         beyond_cliff = special.ndtr((log_lr - self.shape.cliff - mixture.means) / sds)
