@@ -378,7 +378,11 @@ def analytic_train(params):
 
 
 def trainer_rungs():
-    return [TrainerRung(f"mine-{n}", Scale(params=n, tokens=20 * n), analytic_train(n)) for n in (1e4, 4e4, 1.6e5)]
+    # The analytic curve has no seed noise; the trainer says so (0.1%, the least it states).
+    return [
+        TrainerRung(f"mine-{n}", Scale(params=n, tokens=20 * n), analytic_train(n), noise=1e-3)
+        for n in (1e4, 4e4, 1.6e5)
+    ]
 
 
 def test_a_ladder_climbs_rungs_trained_by_your_own_code(tmp_path):
@@ -443,18 +447,3 @@ def test_the_own_trainer_example_climbs_and_resumes(tmp_path):
     assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)} == counts
     assert second.stdout == first.stdout
 
-
-def test_the_ladder_seed_is_its_training_seed(code_corpus, tmp_path):
-    """Two ladders with other seeds train other runs (initialization and batches), not only
-    other samplers: the first trial of a first rung takes the same LR in both."""
-    storage = f"sqlite:///{tmp_path / 'seeds.db'}"
-    first = {}
-    for seed in (0, 1):
-        climb(code_corpus, storage, widths=(16,), trials=1, name=f"seed{seed}", seed=seed)
-        (trial,) = optuna.load_study(
-            study_name=f"seed{seed}/{default_rungs((16,), **TINY)[0].name}", storage=storage
-        ).trials
-        assert trial.user_attrs["lrlaw.train_seed"] == seed
-        first[seed] = (trial.params["lr"], trial.value)
-    assert first[0][0] == first[1][0]
-    assert first[0][1] != first[1][1]

@@ -109,8 +109,15 @@ def lr_study(sampler, n_trials, objective=lambda t: lr_loss(t.suggest_float("lr"
     return study
 
 
+def stated_noise(trial, loss):
+    """The objective states its runs' seed noise (0.1%: the test curve has none)."""
+    trial.set_user_attr("lrlaw.noise", 1e-3)
+    return loss
+
+
 def test_first_trial_is_the_prior_median_and_the_search_converges():
-    study = lr_study(LRLawSampler(seed=0), 25)
+    objective = lambda t: stated_noise(t, lr_loss(t.suggest_float("lr", 1e-6, 1.0, log=True)))  # noqa: E731
+    study = lr_study(LRLawSampler(seed=0), 25, objective)
     assert study.trials[0].params["lr"] == pytest.approx(1e-3)  # the middle of [1e-6, 1] in log
     belief = study.sampler.belief(study)
     lo, hi = belief.interval(0.9)
@@ -256,7 +263,10 @@ def test_law_from_storage_learns_from_finished_studies_and_skips_the_current_one
         set_study_scale(study, Scale(params=params, tokens=20 * params))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            study.optimize(lambda t, b=best: lr_loss(t.suggest_float("lr", 1e-6, 1.0, log=True), best=b), n_trials=12)
+            study.optimize(
+                lambda t, b=best: stated_noise(t, lr_loss(t.suggest_float("lr", 1e-6, 1.0, log=True), best=b)),
+                n_trials=12,
+            )
     last = optuna.load_study(study_name="N=1.6e+08", storage=storage)
     law = source.law_for(last)
     assert law is not None and set(law.optima["params"]) == {1e7, 4e7}

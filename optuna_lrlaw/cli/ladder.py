@@ -33,7 +33,7 @@ def ladder(
     corpus: Annotated[
         str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the samplers and of the training runs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
     checkpoint_dir: Annotated[
         str | None,
         typer.Option(help="Checkpoint runs here: a dead worker's run resumes from it (a folder all workers reach)."),

@@ -134,8 +134,8 @@ def run_ladder(
             below this (`LRLawConvergence`).
         features: the scale features of the law (see `fit_law`).
         device: where the proxies train: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``.
-        seed: seeds the samplers and, unless ``training`` names its own ``seed``, the proxies'
-            training runs (a `TrainerRung`'s ``train`` seeds itself).
+        seed: seeds the samplers; training runs use `TrainConfig`'s own seed (every worker of
+            a ladder must train with the same one, so that a retried run resumes its checkpoint).
         events: progress hooks (`LadderEvents`).
         training: further `TrainConfig` fields for every run (``schedule``, ``corpus``, ...).
 
@@ -155,12 +155,7 @@ def run_ladder(
         raise ValueError(f"the rungs must differ in scale, got {names}")
     # Every rung's objective checks its device, corpus and settings before the storage is
     # created: bad input writes nothing.
-    # A ladder's seed is also its proxies' training seed (initialization and batch order).
-    proxy_training = {"seed": seed, **training}
-    objectives = [
-        rung.objective(lr_range, device=device, **(proxy_training if isinstance(rung, Rung) else training))
-        for rung in ordered
-    ]
+    objectives = [rung.objective(lr_range, device=device, **training) for rung in ordered]
     storage = open_storage(storage)
     events = events or LadderEvents()
     study_names = [f"{name}/{rung_name}" for rung_name in names]
