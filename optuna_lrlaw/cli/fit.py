@@ -136,7 +136,7 @@ def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
         f"(90% interval {lo:.3g} to {hi:.3g}; search factor x{prediction.search_factor(0.9):.2f})\n"
         f"A search to land within 0.5% of the best loss: {start:.3g} to {stop:.3g}, "
         f"{prediction.search_runs(0.9, 0.005)} log-spaced run(s) (the loss's curvature at this scale)\n"
-        f"[bold]One-shot lr (the law's median): {one_shot.lr:.3g}[/bold]  {one_shot}\n"
+        f"[bold]One-shot lr (the law's median): {one_shot.lr:.3g}[/bold]\n  {one_shot}\n"
         f"Hedged lr (lowest expected loss under the pooled loss shape): {recommendation.lr:.3g}  "
         f"(expected regret {100 * recommendation.expected_regret:.2f}%; it lost to the median on "
         "held-out real rungs, docs/method.md)"

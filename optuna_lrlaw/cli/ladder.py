@@ -203,10 +203,7 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
         f"Predicted lr* for {target} ({prediction.scale.params:.3g} parameters): {prediction.lr:.3g}"
         f"  (90% interval {lo:.3g} to {hi:.3g})\n"
         f"[bold]One-shot lr (the law's median): {one_shot.lr:.3g}[/bold]\n"
-        f"  expected regret {100 * one_shot.expected_regret:.2f}%: "
-        f"{100 * one_shot.regret_in_band:.2f}% from missing lr* within the measured curve, "
-        f"{100 * one_shot.outside_band_probability:.0f}% chance of landing beyond it or diverging; "
-        f"{100 * one_shot.within_tolerance_probability:.0f}% chance of a loss within 0.5% of the best\n"
+        f"  {one_shot}\n"
         f"  (the hedged lr of lowest expected loss, {hedged.lr:.3g}, lost to the median on held-out "
         "real rungs: docs/method.md)"
     )

@@ -24,12 +24,12 @@ class ProxyObjective:
 
     It returns the final validation loss and records on the trial what the plugin and the
     comparisons read: the run's scale (``lrlaw.params``, ``lrlaw.tokens``,
-    ``lrlaw.batch_tokens``), ``lrlaw.diverged``, the training seed ``lrlaw.train_seed``, the seed noise ``lrlaw.noise``
-    (`SEED_NOISE`), and
-    its FLOPs, tokens/s, MFU and wall time (`train_proxy` adds ``lrlaw.resumed_from_step``
-    when a checkpoint resumed it). A diverged run is a completed trial marked diverged (its
-    value ``inf`` when the loss is not finite: Optuna would record NaN as a failure), never
-    a crash. Build it with `proxy_objective`.
+    ``lrlaw.batch_tokens``), ``lrlaw.diverged``, the training seed ``lrlaw.train_seed``, the
+    seed noise ``lrlaw.noise`` (`SEED_NOISE`), and its FLOPs, tokens/s, MFU and wall time
+    (`train_proxy` adds ``lrlaw.resumed_from_step`` when a checkpoint resumed it). A
+    diverged run is a completed trial marked diverged (its value ``inf`` when the loss is
+    not finite: Optuna would record NaN as a failure), never a crash. Build it with
+    `proxy_objective`.
     """
 
     def __init__(self, config: TrainConfig, lr_range: tuple[float, float], lr_param: str, device: str | torch.device):

@@ -82,10 +82,10 @@ def fit_shape_on_grid(
     Args:
         y: observations, shape ``(n,)``.
         shapes: the shape column at each grid point, shape ``(G, n)``.
-        weights: precision of each observation relative to the noise, shape ``(n,)`` or
-            ``(G, n)`` (default 1): observation i has noise variance ``sigma^2 / weights[i]``.
-            Weights that change with the grid point (noise that grows away from the point
-            tried) enter the evidence with their determinant, so grid points stay comparable.
+        weights: precision of each observation relative to the noise, broadcastable to
+            ``shapes`` (default 1): observation i has noise variance ``sigma^2 / weights[i]``.
+            Weights that differ between rows (other noise models) enter the evidence with
+            their determinant, so the rows' evidences stay comparable.
         noise_scale: prior guess of the noise sd ``sigma`` (in units of ``y``); it keeps the
             evidence finite when the curve passes through every point.
         noise_dof: pseudo-observations behind ``noise_scale``: 2 leaves it weak, more holds

@@ -385,9 +385,9 @@ def fit_law(
         batch_form: how a law with ``batch_tokens`` treats B: ``"loglinear"`` (a power
             law), ``"surge"`` (rise and fall around a knee that moves with D, which needs
             ``tokens``), or ``"auto"``: the one that predicts held-out model sizes better
-            (the surge form by a margin, `_SURGE_MARGIN`)
             (each model size left out in turn, the log density of its sweeps' optima
-            under each form's prediction; kept as ``law.form_scores``), or log-linear
+            under each form's prediction; kept as ``law.form_scores``; the surge form
+            must win by `_SURGE_MARGIN`), or log-linear
             when fewer than three model sizes allow no such check. Ignored without
             ``batch_tokens``.
 

@@ -35,7 +35,7 @@ from optuna_lrlaw.science.priors import LawPrior
 from optuna_lrlaw.science.scale import Scale
 
 #: Skews considered when pooling, and the prior over them: Step Law's curves (1911 runs)
-#: pool to a skew of 1.06 ± 0.05 over its 142 batch sweeps and 1.23 ± 0.05 over its 15
+#: pool to a skew of 0.91 ± 0.03 over its 142 batch sweeps and 1.55 ± 0.08 over its 15
 #: best-batch cells below 1e9 parameters (docs/validation.md); N(1, 1) leaves room either way.
 _SKEW_GRID = np.linspace(-3.0, 4.0, 71)
 _SKEW_PRIOR = (1.0, 1.0)

@@ -17,8 +17,9 @@ held as a prior that the sweep's own scatter updates (repeated LRs or seeds show
 directly). Above the best run it is possibly larger (`HIGH_LR_NOISE_RATIOS`, integrated
 over like the shapes): high LRs are unstable, and the final loss of our short proxies
 varies four times more between seeds there (benchmarks/results/real_sweeps_cpu.csv).
-Diverged runs enter as censoring: each
-says "the optimum lies below me". A sweep at one training seed locates that seed's optimum,
+Far from the best run no smooth family is exact, so a run's noise also grows as the fourth
+power of its distance from it (`_WING`). Diverged runs enter as censoring: each says "the
+optimum lies below me". A sweep at one training seed locates that seed's optimum,
 which scatters around the optimum of the expected loss (the seed's runs share its
 initialization and batches), so the sweep's likelihood is widened by that scatter,
 `SEED_SCATTER_PER_NOISE` times the noise.

@@ -59,11 +59,13 @@ class Recommendation:
     within_tolerance_probability: float = math.nan
 
     def __str__(self) -> str:
+        """What a run at ``lr`` risks, in the words the CLIs print."""
         return (
-            f"lr {self.lr:.3g}: expected regret {100 * self.expected_regret:.2f}% "
-            f"({100 * self.regret_in_band:.2f}% from missing eta* where the curve is measured, "
-            f"{100 * self.outside_band_probability:.0f}% chance of landing beyond it or diverging); "
-            f"P(regret <= {100 * TOLERANCE:.1f}%) = {100 * self.within_tolerance_probability:.0f}%"
+            f"expected regret {100 * self.expected_regret:.2f}%: "
+            f"{100 * self.regret_in_band:.2f}% from missing lr* within the measured curve, "
+            f"{100 * self.outside_band_probability:.0f}% chance of landing beyond it or diverging; "
+            f"{100 * self.within_tolerance_probability:.0f}% chance of a loss within "
+            f"{100 * TOLERANCE:.1f}% of the best"
         )
 
 
