@@ -1,165 +1,131 @@
-"""Do a climb's rung intervals hold the rungs' optima, and does its one LR at width 80 pay?
+"""Three fresh climbs of the main job: do they agree, and do their rungs hold the dense grids' optima?
 
     python benchmarks/ladder_climbs.py [--seeds 0 1 2] [--dir /tmp/climbs] [--out benchmarks/results/ladder_climbs.json]
 
-For each sampler seed, on a fresh SQLite storage, the documented command runs as a user
-runs it:
+For each seed, on a fresh SQLite storage, the README's main job runs as a user runs it:
 
-    optuna-lrlaw ladder --storage sqlite:///DIR/climbSEED.db --seed SEED --target-width 80 --json
+    optuna-lrlaw ladder --storage sqlite:///DIR/climbSEED.db --seed SEED --json
 
-Then each rung's 90% interval for its own optimum is checked against a dense grid at that
-rung (7 LRs, log-spaced over 16x around the optimum; trained once into DIR/grids.db and
-reused: a benchmark, not part of the ladder), whose optimum is `estimate_optimum`'s
-posterior median over the grid. The law's recommended LR at width 80 is scored on the
-truth curve of the same grid at width 80 trained at two seeds (`fit_truth_curve`): its
-regret against the curve's best, with the standard error the two seeds leave.
+so each climb draws its own sampler and training seeds (a new ladder trains at its
+``--seed``). ``--reuse`` reads back climbs already in DIR instead (the command resumes a
+finished ladder without training).
+
+Two checks, from issue "Honest rungs":
+
+- the climbs agree within their stated uncertainty: each climb's 90% interval at the
+  target holds the other climbs' medians, and their expected regrets (of a run at the
+  median, the one-shot LR) lie within a factor 2 of each other;
+- each rung's 90% interval holds its dense-grid optimum: the grids are
+  `real_sweeps.py`'s (every default rung at 14 LRs and 9 training seeds), the optimum a
+  parabola through their seed means (`local_optimum`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import optuna
 import pandas as pd
 import torch
 
-from optuna_lrlaw import estimate_optimum
-from optuna_lrlaw.ladder import default_rungs
-from optuna_lrlaw.science.truth_curve import TruthCurve, fit_truth_curve
-
-GRID_WIDTHS = (32, 48, 64, 80)
-GRID = np.geomspace(2e-3, 3.2e-2, 7)
-TARGET_WIDTH = 80
-
-
-def grid_trials(storage: str, rung, seed: int = 0) -> list[optuna.trial.FrozenTrial]:
-    """The grid's runs of ``rung`` at training seed ``seed``, trained once and reused."""
-    suffix = "" if seed == 0 else f"/seed{seed}"
-    study = optuna.create_study(
-        storage=storage,
-        study_name=f"grid/{rung.name}{suffix}",
-        pruner=optuna.pruners.NopPruner(),  # every grid run trains to the end
-        load_if_exists=True,
-    )
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    done = {round(t.params["lr"], 12) for t in complete}
-    for lr in GRID:
-        if round(float(lr), 12) not in done:
-            study.enqueue_trial({"lr": float(lr)})
-    left = sum(round(float(lr), 12) not in done for lr in GRID)
-    if left:
-        study.optimize(rung.objective((1e-4, 1e-1), seed=seed), n_trials=left)
-    return [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-
-
-def target_truth(storage: str) -> TruthCurve:
-    """The width-80 grid at seeds 0 and 1, as a truth curve."""
-    (rung,) = default_rungs([TARGET_WIDTH])
-    runs = pd.DataFrame(
-        {"lr": t.params["lr"], "seed": seed, "loss": t.value, "diverged": bool(t.user_attrs.get("lrlaw.diverged"))}
-        for seed in (0, 1)
-        for t in grid_trials(storage, rung, seed)
-    )
-    return fit_truth_curve(runs)
-
-
-def rung_grids(storage: str) -> dict[int, dict]:
-    """The dense grid at every rung width and at the target: runs, and the optimum they show."""
-    out = {}
-    for rung in default_rungs(GRID_WIDTHS):
-        trials = grid_trials(storage, rung)
-        lrs = np.array([t.params["lr"] for t in trials])
-        losses = np.array([t.value for t in trials])
-        diverged = np.array([bool(t.user_attrs.get("lrlaw.diverged", False)) for t in trials])
-        estimate = estimate_optimum(lrs, losses, diverged=diverged)
-        out[rung.model.width] = {
-            "rung": rung.name,
-            "lrs": lrs.tolist(),
-            "losses": losses.tolist(),
-            "lr_star": estimate.lr,
-            "interval90": list(estimate.interval(0.9)),
-            "best_lr": float(lrs[np.argmin(np.where(diverged, np.inf, losses))]),
-            "best_loss": float(np.min(np.where(diverged, np.inf, losses))),
-        }
-    return out
+from optuna_lrlaw.science.truth_curve import local_optimum
 
 
 def climb(storage: str, seed: int) -> dict:
     """The documented command on ``storage``: its JSON report and its wall time."""
     command = str(Path(sys.executable).with_name("optuna-lrlaw"))
-    args = [command, "ladder", "--storage", storage, "--seed", str(seed), "--target-width", str(TARGET_WIDTH)]
     start = time.time()
-    done = subprocess.run([*args, "--json"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [command, "ladder", "--storage", storage, "--seed", str(seed), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return {**json.loads(done.stdout), "seconds": round(time.time() - start, 1)}
+
+
+def grid_optima(path: Path) -> dict[str, dict[str, float]]:
+    """Each rung's dense-grid optimum and its 90% interval (a bootstrap over whole seeds)."""
+    out = {}
+    for rung, runs in pd.read_csv(path).groupby("rung"):
+        optimum = local_optimum(runs)
+        lo, hi = optimum.interval(0.9)
+        out[str(rung)] = {"lr": optimum.lr, "lo90": lo, "hi90": hi, "seeds": int(runs["seed"].nunique())}
+    return out
+
+
+def agreement(targets: list[dict]) -> dict[str, object]:
+    """Does every climb's 90% interval hold every other climb's median, and how far apart
+    are their expected regrets?"""
+    holds = {
+        f"{a['seed']} holds {b['seed']}": bool(a["lo90"] <= b["lr"] <= a["hi90"])
+        for a in targets
+        for b in targets
+        if a is not b
+    }
+    regrets = [t["expected_regret"] for t in targets]
+    return {
+        "intervals_hold_each_other": all(holds.values()),
+        "holds": holds,
+        "regret_ratio": max(regrets) / min(regrets),
+        "regrets_within_factor_2": max(regrets) <= 2 * min(regrets),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--dir", type=Path, default=Path("/tmp/climbs"))
+    parser.add_argument("--grid", type=Path, default=Path("benchmarks/results/real_sweeps_cpu.csv"))
+    parser.add_argument("--reuse", action="store_true", help="read back the climbs already in --dir")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     args.dir.mkdir(parents=True, exist_ok=True)
-    grids = rung_grids(f"sqlite:///{args.dir / 'grids.db'}")
-    for width, grid in grids.items():
-        lo, hi = grid["interval90"]
-        print(f"grid w{width}: optimum {grid['lr_star']:.3g} [{lo:.3g}, {hi:.3g}], best run {grid['best_lr']:.3g}")
-    truth = target_truth(f"sqlite:///{args.dir / 'grids.db'}")
-    print(f"width-80 truth: best {truth.best_lr:.3g} (loss {truth.best_loss:.4f}), seed sd {truth.seed_sd:.4f}")
-    results = []
+    grids = grid_optima(args.grid)
+    climbs = []
     for seed in args.seeds:
         storage = args.dir / f"climb{seed}.db"
-        storage.unlink(missing_ok=True)
+        if not args.reuse:
+            storage.unlink(missing_ok=True)
         report = climb(f"sqlite:///{storage}", seed)
         rungs = []
         for row in report["rungs"]:
-            width = int(row["rung"].split("-")[0][1:])
-            grid_optimum = grids[width]["lr_star"]
+            grid = grids.get(row["rung"])
+            inside = None if grid is None else bool(row["lr_lo"] <= grid["lr"] <= row["lr_hi"])
             rungs.append(
                 {
-                    "rung": row["rung"],
-                    "trials": row["trials"],
-                    "lr_lo": row["lr_lo"],
-                    "lr_hi": row["lr_hi"],
-                    "grid_optimum": grid_optimum,
-                    "inside": bool(row["lr_lo"] <= grid_optimum <= row["lr_hi"]),
-                    "span": max(row["best_lr"], row["lr_hi"]) / min(row["best_lr"], row["lr_lo"]),
+                    **{k: row[k] for k in ("rung", "trials", "best_lr", "lr_star", "lr_lo", "lr_hi")},
+                    "holds_grid_optimum": inside,
                 }
             )
-        lr = report["target"]["recommended_lr"]
-        result = {
-            "seed": seed,
-            "rungs": rungs,
-            "target": report["target"],
-            "law_lr": lr,
-            "law_regret": float(truth.regret(lr)),
-            "law_regret_se": float(truth.regret_se(lr)),
-            "law_log_distance_from_truth_optimum": math.log(lr / truth.best_lr),
-            "seconds": report["seconds"],
-        }
-        results.append(result)
-        inside = ", ".join(f"{r['rung']} {'in' if r['inside'] else 'OUT'}" for r in rungs)
+        target = report["target"]
+        climbs.append({"seed": seed, "rungs": rungs, "target": target, "seconds": report["seconds"]})
+        held = ", ".join(f"{r['rung']} {'holds' if r['holds_grid_optimum'] else 'MISSES'}" for r in rungs)
         print(
-            f"seed {seed}: law lr {lr:.3g}, regret {100 * result['law_regret']:.2f}% "
-            f"± {100 * result['law_regret_se']:.2f} on the width-80 truth; {inside}"
+            f"seed {seed}: median {target['lr']:.3g} [{target['lo90']:.3g}, {target['hi90']:.3g}], "
+            f"expected regret {100 * target['expected_regret']:.2f}% "
+            f"({100 * target['regret_in_band']:.2f}% in band, {100 * target['outside_band_probability']:.0f}% outside, "
+            f"{100 * target['within_tolerance_probability']:.0f}% within 0.5%); {held}; {report['seconds']:.0f} s"
         )
+    agreed = agreement([{"seed": c["seed"], **c["target"]} for c in climbs])
+    print(
+        f"intervals hold each other's medians: {agreed['intervals_hold_each_other']}; "
+        f"expected regrets within a factor 2: {agreed['regrets_within_factor_2']} (ratio {agreed['regret_ratio']:.2f})"
+    )
     if args.out:
         payload = {
             "command": "python " + " ".join(sys.argv),
+            "reused": args.reuse,  # then "seconds" is the read-back time, not the climb's
             "machine": f"{platform.machine()}, Python {platform.python_version()}",
             "torch": torch.__version__,
             "grids": grids,
-            "target_truth": truth.to_dict(),
-            "climbs": results,
+            "climbs": climbs,
+            "agreement": agreed,
         }
         args.out.write_text(json.dumps(payload, indent=1, default=float) + "\n")
 

@@ -1,9 +1,9 @@
 """Dense learning-rate grids of real proxy runs at the default ladder's rungs, at several seeds.
 
-    python benchmarks/real_sweeps.py --seeds 0,1,2,3,4,5 --out benchmarks/results/real_sweeps_cpu.csv
+    python benchmarks/real_sweeps.py --seeds 0,1,2,3,4,5,6,7,8 --out benchmarks/results/real_sweeps_cpu.csv
     python benchmarks/real_sweeps.py --widths 32,48,64 --seeds 0,1,2,3 --device cuda --out ...
 
-The first command trains 3 rungs x 14 LRs x 6 seeds (252 runs; about 70 minutes on 2 cores).
+The first command trains 3 rungs x 14 LRs x 9 seeds (378 runs; about 105 minutes on 2 cores).
 
 Each (rung, LR, training seed) is one run of `train_proxy` exactly as `optuna-lrlaw ladder`
 trains it with its defaults (``default_rungs``: depth 2, heads of 16, 10 tokens per
@@ -39,7 +39,7 @@ def grid(nodes: int, start: float) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", default="32,48,64")
-    parser.add_argument("--seeds", default="0,1,2,3,4,5")
+    parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8")
     parser.add_argument("--nodes", type=int, default=14)
     parser.add_argument("--start", type=float, default=5e-4)
     parser.add_argument("--device", default="cpu")

@@ -3,7 +3,7 @@
     python benchmarks/sweep_replay.py --climbs 400 --sweeps 1000 --out benchmarks/results/sweep_replay_cpu.json
 
 The grids are `real_sweeps.py`'s: every default rung trained at 14 LRs 0.35 e-fold apart and
-6 training seeds. A replayed climb picks one training seed (one ladder's runs share it) and
+9 training seeds. A replayed climb picks one training seed (one ladder's runs share it) and
 climbs the rungs as `optuna-lrlaw ladder` does: at each rung the law fitted on the replayed
 rungs below gives the prior (none at the first), the first run takes its recommended LR (the
 prior's median without a law), the next ones `spread_design`'s points, then Thompson draws
@@ -20,7 +20,9 @@ parabola through the seed means near their best, bootstrapped over seeds): does 
 90% interval hold it, and the best run's LR; how wide is it next to the grid's own 90%
 interval. At the top rung, the law of the rungs below predicts it before it is climbed:
 its expected regret at the LR it recommends is set against the regret that LR realises on
-the top rung's seed-mean curve (`TruthCurve`).
+the top rung's seed-mean curve (`TruthCurve`). Each climb's law on all rungs then predicts
+``--target-width`` as the CLI does: how often do three climbs at distinct training seeds
+agree (each 90% interval holding the others' medians, expected regrets within a factor 2)?
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from optuna_lrlaw import Scale, estimate_optimum, fit_law
+from optuna_lrlaw.ladder import default_rungs
 from optuna_lrlaw.proxies.objective import SEED_NOISE
 from optuna_lrlaw.science.acquisition import spread_design
 from optuna_lrlaw.science.truth_curve import fit_truth_curve, local_optimum
@@ -148,12 +151,59 @@ def top_rung_check(grid: Grid, law) -> dict[str, float]:
     return row
 
 
+def seed_clustered_se(rows: pd.DataFrame, values: pd.Series) -> float:
+    """The standard error of ``values``' mean when rows of one training seed share its runs
+    (its climbs are nearly the same climb): the spread of the per-seed means over the seeds."""
+    per_seed = values.groupby(rows["seed"]).mean()
+    return float(per_seed.std(ddof=1) / math.sqrt(len(per_seed)))
+
+
+def target_prediction(law, target) -> dict[str, float]:
+    """What a climb tells the user about the target: the median, its 90% interval and the
+    expected regret of a run at the median (`Recommendation`'s parts)."""
+    prediction = law.predict(target.scale())
+    lo, hi = prediction.interval(0.9)
+    risk = prediction.assess(prediction.lr)
+    return {
+        "lr": prediction.lr,
+        "lo": lo,
+        "hi": hi,
+        "expected_regret": risk.expected_regret,
+        "regret_in_band": risk.regret_in_band,
+        "outside_band_probability": risk.outside_band_probability,
+    }
+
+
+def climbs_agree(targets: pd.DataFrame, rng: np.random.Generator, draws: int = 20000) -> dict[str, float]:
+    """How often three climbs at distinct training seeds agree as issue "Honest rungs" asks:
+    each one's 90% interval holds the other two's medians, and their expected regrets lie
+    within a factor 2 of each other."""
+    by_seed = {seed: rows.reset_index(drop=True) for seed, rows in targets.groupby("seed")}
+    if len(by_seed) < 3:
+        return {}
+    seeds = list(by_seed)
+    intervals = regrets = 0
+    for _ in range(draws):
+        trio = [by_seed[s].iloc[int(rng.integers(len(by_seed[s])))] for s in rng.choice(seeds, 3, replace=False)]
+        intervals += all(a["lo"] <= b["lr"] <= a["hi"] for a in trio for b in trio)
+        regret = [row["expected_regret"] for row in trio]
+        regrets += max(regret) <= 2 * min(regret)
+    return {
+        "p_intervals_hold_each_other": intervals / draws,
+        "p_regrets_within_factor_2": regrets / draws,
+        "expected_regret_median": float(targets["expected_regret"].median()),
+        "expected_regret_band80": [float(v) for v in targets["expected_regret"].quantile([0.1, 0.9])],
+        "median_lr_band80": [float(v) for v in targets["lr"].quantile([0.1, 0.9])],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=Path, default=Path("benchmarks/results/real_sweeps_cpu.csv"))
     parser.add_argument("--climbs", type=int, default=400)
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--sweeps", type=int, default=1000, help="sweeps per rung from priors a law might give")
+    parser.add_argument("--target-width", type=int, default=256, help="the width climbs predict (the CLI default)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     runs = pd.read_csv(args.grid)
@@ -161,7 +211,8 @@ def main() -> None:
     complete = [g for _, g in runs.groupby("rung") if g["seed"].nunique() == len(seeds)]
     grids = sorted((Grid(g) for g in complete), key=lambda grid: grid.scale.params)
     started = time.time()
-    sweeps, tops = [], []
+    (target,) = default_rungs([args.target_width])
+    sweeps, tops, targets = [], [], []
     for climb in range(args.climbs):
         rng = np.random.default_rng([climb, 7])
         seed = int(seeds[climb % len(seeds)])
@@ -176,6 +227,8 @@ def main() -> None:
                 law = fit_law(pd.concat(below, ignore_index=True))
             except ValueError:
                 law = None
+        if law is not None:
+            targets.append({"climb": climb, "seed": seed, **target_prediction(law, target)})
         if (climb + 1) % 20 == 0:
             print(f"{climb + 1}/{args.climbs} climbs, {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     # Sweeps from priors such as a law gives: sd 0.3 to 1, centred one sd off the grid's
@@ -188,7 +241,7 @@ def main() -> None:
             seed = int(rng.choice(seeds))
             sweep = replay_sweep(grid, seed, None, rng, args.trials, prior=prior)
             sweeps.append({"climb": -1 - index, "seed": seed, **score_sweep(grid, sweep)})
-    sweeps, tops = pd.DataFrame(sweeps), pd.DataFrame(tops)
+    sweeps, tops, targets = pd.DataFrame(sweeps), pd.DataFrame(tops), pd.DataFrame(targets)
     summary = []
     for source, chosen in (("from a prior", sweeps["climb"] < 0), ("in a climb", sweeps["climb"] >= 0)):
         for grid in grids:
@@ -206,6 +259,9 @@ def main() -> None:
                     "replayed": int(len(rows)),
                     "bracketed": int(len(bracketed)),
                     "coverage_optimum": float(bracketed["covers_optimum"].mean()),
+                    # Sweeps of one training seed share its runs: the coverage's standard
+                    # error counts seeds, not sweeps.
+                    "coverage_optimum_se": seed_clustered_se(bracketed, bracketed["covers_optimum"].astype(float)),
                     "coverage_best_run": float(bracketed["covers_best_run"].mean()),
                     "narrower_than_half_grid": float(
                         (bracketed["log_width"] < 0.5 * bracketed["truth_log_width"]).mean()
@@ -223,17 +279,22 @@ def main() -> None:
                 "expected_mean": float(expected.mean()),
                 "expected_band80": [float(expected.quantile(0.1)), float(expected.quantile(0.9))],
                 "realised_mean": float(realised.mean()),
-                "realised_se": float(realised.std(ddof=1) / math.sqrt(len(realised))),
+                "realised_se": seed_clustered_se(tops, realised),
                 "p_realised_under_0.5pct": float((realised <= 0.005).mean()),
             }
+        gap = tops["median_realised_regret"] - tops["recommended_realised_regret"]
+        top["median_minus_recommended"] = {"mean": float(gap.mean()), "se": seed_clustered_se(tops, gap)}
         top["coverage_90"] = float(tops["covers_optimum"].mean())
         top["climbs"] = int(len(tops))
         print(json.dumps(top))
+    agreement = climbs_agree(targets, np.random.default_rng(5))
+    print(json.dumps({"target": target.name, **agreement}))
     if args.out:
         payload = {
             "command": "python " + " ".join(sys.argv),
             "rungs": summary,
             "top_rung": top,
+            "target": {"rung": target.name, **agreement},
             "grids": {g.name: {"seeds": len(seeds), "lrs": len(g.log_lrs)} for g in grids},
         }
         args.out.write_text(json.dumps(payload, indent=1))

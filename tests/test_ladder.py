@@ -15,7 +15,14 @@ from optuna_lrlaw import Scale, study_scale
 from optuna_lrlaw.cli import app
 from optuna_lrlaw.integration.study import DIVERGED_ATTR
 from optuna_lrlaw.ladder import DONE_ATTR, RUNG_ATTR, LadderEvents, Rung, TrainerRung, default_rungs, run_ladder
-from optuna_lrlaw.ladder.run import BRACKET_STEP, BRACKET_TRIALS, load_ladder, record_rung
+from optuna_lrlaw.ladder.run import (
+    BRACKET_STEP,
+    BRACKET_TRIALS,
+    TRAIN_SEED_ATTR,
+    _ladder_train_seed,
+    load_ladder,
+    record_rung,
+)
 from optuna_lrlaw.proxies import ProxyConfig
 
 
@@ -122,6 +129,34 @@ def test_a_rung_cut_short_runs_only_its_missing_trials(code_corpus, tmp_path):
     # Three trials from the sampler; any more are the rung's bracketing trials (enqueued).
     trials = optuna.load_study(study_name=name, storage=storage).trials
     assert sum("fixed_params" not in t.system_attrs for t in trials) == 3 and len(trials) <= 3 + BRACKET_TRIALS
+
+
+def test_a_new_ladder_trains_at_its_seed_and_a_worker_joining_it_adopts_that_seed(code_corpus, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'ladder.db'}"
+    climb(code_corpus, storage, widths=(16,), trials=2, seed=3)
+    (name,) = (s.study_name for s in optuna.get_all_study_summaries(storage))
+    study = optuna.load_study(study_name=name, storage=storage)
+    assert study.user_attrs[TRAIN_SEED_ATTR] == 3
+    study.set_user_attr(DONE_ATTR, False)
+    # Another worker, started with another seed, runs the missing trial at the ladder's seed.
+    with pytest.warns(UserWarning, match="trains at seed 3"):
+        climb(code_corpus, storage, widths=(16,), trials=3, seed=5, max_expected_regret=1e-12)
+    runs = optuna.load_study(study_name=name, storage=storage).trials
+    assert len(runs) >= 3 and {t.user_attrs["lrlaw.train_seed"] for t in runs} == {3}
+
+
+def test_a_ladder_from_before_the_seed_was_stored_keeps_training_at_the_default_seed(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'old.db'}")
+    optuna.create_study(storage=storage, study_name="ladder/w16").add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 1e-3},
+            distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)},
+            value=3.0,
+        )
+    )
+    with pytest.warns(UserWarning, match="trains at seed 0"):
+        assert _ladder_train_seed(storage, "ladder/w16", wanted=7) == 0
+    assert optuna.load_study(study_name="ladder/w16", storage=storage).user_attrs[TRAIN_SEED_ATTR] == 0
 
 
 def test_a_trial_left_running_without_heartbeats_is_failed_and_its_run_searched_again(tmp_path, monkeypatch):
@@ -446,4 +481,3 @@ def test_the_own_trainer_example_climbs_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)} == counts
     assert second.stdout == first.stdout
-

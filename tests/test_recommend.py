@@ -12,7 +12,13 @@ from test_law import law_runs
 
 from optuna_lrlaw import LRLawSampler, Scale, fit_law
 from optuna_lrlaw.science._bayes import GaussianMixture
-from optuna_lrlaw.science.loss_shape import DIVERGED_EXCESS, LossShape, linex
+from optuna_lrlaw.science.loss_shape import (
+    DIVERGED_EXCESS,
+    LossShape,
+    _skew_posterior,
+    _SweepAroundOptimum,
+    linex,
+)
 from optuna_lrlaw.science.prediction import LRPrediction
 
 
@@ -235,6 +241,27 @@ def test_an_uncertain_curvature_costs_more_than_its_median():
     assert float(unsure.expected_excess(0.2, 0.3)) == pytest.approx(
         float(known.expected_excess(0.2, 0.3)) * math.exp(0.5**2 / 2), rel=0.01
     )
+
+
+def test_an_uncertain_skew_is_integrated_over_not_plugged_in():
+    """Averaging the excess over skews matches a brute-force average, and costs more than the
+    mean skew alone (the excess is convex in the skew above the optimum)."""
+    known, unsure = LossShape(0.01, 1.0, math.inf), LossShape(0.01, 1.0, math.inf, skew_sd=0.8)
+    skews = np.random.default_rng(0).normal(1.0, 0.8, 20000)
+    brute = np.mean([float(LossShape(0.01, s, math.inf).expected_excess(0.3, 0.5)) for s in skews[:4000]])
+    assert float(unsure.expected_excess(0.3, 0.5)) == pytest.approx(brute, rel=0.05)
+    assert float(unsure.expected_excess(0.3, 0.5)) > float(known.expected_excess(0.3, 0.5))
+
+
+def test_a_sweep_whose_optimum_is_uncertain_claims_less_about_its_shape():
+    """The same runs around an optimum known to 0.4 e-fold instead of exactly: the skew and
+    the log curvature they allow are both wider (a shifted centre mimics a skew)."""
+    u = np.log(np.geomspace(1 / 3, 3, 6))
+    excess = 0.03 * linex(u, 1.0) + np.random.default_rng(1).normal(0, 0.002, u.size)
+    exact, unsure = (_SweepAroundOptimum(u, excess, sd) for sd in (0.0, 0.4))
+    assert _skew_posterior([unsure])[1] > _skew_posterior([exact])[1]
+    assert unsure.log_curvature(1.0)[1] > exact.log_curvature(1.0)[1]
+    assert exact.log_curvature(1.0)[0] == pytest.approx(math.log(0.03), abs=0.15)
 
 
 def test_curvature_is_never_extrapolated_above_the_longest_horizon():

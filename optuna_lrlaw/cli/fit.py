@@ -138,6 +138,6 @@ def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
         f"{prediction.search_runs(0.9, 0.005)} log-spaced run(s) (the loss's curvature at this scale)\n"
         f"[bold]One-shot lr (the law's median): {one_shot.lr:.3g}[/bold]\n  {one_shot}\n"
         f"Hedged lr (lowest expected loss under the pooled loss shape): {recommendation.lr:.3g}  "
-        f"(expected regret {100 * recommendation.expected_regret:.2f}%; it lost to the median on "
-        "held-out real rungs, docs/method.md)"
+        f"(expected regret {100 * recommendation.expected_regret:.2f}%; it did not beat the median "
+        "on held-out real rungs, docs/method.md)"
     )

@@ -33,7 +33,12 @@ def ladder(
     corpus: Annotated[
         str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seed of the samplers and of a new ladder's training runs (workers that join adopt its seed)."
+        ),
+    ] = 0,
     checkpoint_dir: Annotated[
         str | None,
         typer.Option(help="Checkpoint runs here: a dead worker's run resumes from it (a folder all workers reach)."),
@@ -204,8 +209,8 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
         f"  (90% interval {lo:.3g} to {hi:.3g})\n"
         f"[bold]One-shot lr (the law's median): {one_shot.lr:.3g}[/bold]\n"
         f"  {one_shot}\n"
-        f"  (the hedged lr of lowest expected loss, {hedged.lr:.3g}, lost to the median on held-out "
-        "real rungs: docs/method.md)"
+        f"  (the hedged lr of lowest expected loss, {hedged.lr:.3g}, did not beat the median on "
+        "held-out real rungs: docs/method.md)"
     )
 
 

@@ -56,6 +56,7 @@ from optuna_lrlaw.integration.study import (
 from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
+from optuna_lrlaw.proxies.train import TrainConfig
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
 from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.scale import Scale
@@ -134,8 +135,10 @@ def run_ladder(
             below this (`LRLawConvergence`).
         features: the scale features of the law (see `fit_law`).
         device: where the proxies train: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``.
-        seed: seeds the samplers; training runs use `TrainConfig`'s own seed (every worker of
-            a ladder must train with the same one, so that a retried run resumes its checkpoint).
+        seed: seeds the samplers and, for a new ladder of proxies, its training runs
+            (initialization and batch order). The ladder stores its training seed when it is
+            created and every worker that joins it trains with that one, whatever its own
+            ``seed``: a run another worker retries resumes its checkpoint.
         events: progress hooks (`LadderEvents`).
         training: further `TrainConfig` fields for every run (``schedule``, ``corpus``, ...).
 
@@ -159,6 +162,9 @@ def run_ladder(
     storage = open_storage(storage)
     events = events or LadderEvents()
     study_names = [f"{name}/{rung_name}" for rung_name in names]
+    if any(isinstance(objective, ProxyObjective) for objective in objectives):
+        train_seed = _ladder_train_seed(storage, study_names[0], seed)
+        objectives = [o.with_seed(train_seed) if isinstance(o, ProxyObjective) else o for o in objectives]
     rows = []
     for index, rung in enumerate(ordered):
         # The rungs below this one make its law: the prediction it starts from.
@@ -203,6 +209,41 @@ def run_ladder(
     with warnings.catch_warnings():  # no law at the end is what `law=None` says
         warnings.simplefilter("ignore", UserWarning)
         return LadderResult(pd.DataFrame(rows), everything.law_for(None))
+
+
+#: On a ladder's first rung: the training seed of all its proxy runs, set by the worker
+#: that created the ladder and adopted by every other.
+TRAIN_SEED_ATTR = "lrlaw.ladder.train_seed"
+#: How long a worker that found the ladder just created waits for its creator to store the
+#: training seed before it takes `TrainConfig`'s default (the creator died in between).
+_TRAIN_SEED_WAIT_SECONDS = 30.0
+
+
+def _ladder_train_seed(storage: optuna.storages.BaseStorage, first_study: str, wanted: int) -> int:
+    """The ladder's training seed: ``wanted`` when this worker creates the ladder (creating
+    its first rung's study is atomic: one worker wins), else the one its creator stored. A
+    ladder from before the seed was stored trained with `TrainConfig`'s default seed."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=first_study)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(storage=storage, study_name=first_study, sampler=optuna.samplers.RandomSampler())
+    else:
+        study.set_user_attr(TRAIN_SEED_ATTR, wanted)
+        return wanted
+    deadline = time.monotonic() + _TRAIN_SEED_WAIT_SECONDS
+    while (stored := study.user_attrs.get(TRAIN_SEED_ATTR)) is None:
+        if study.get_trials(deepcopy=False) or time.monotonic() > deadline:
+            stored = TrainConfig.seed
+            study.set_user_attr(TRAIN_SEED_ATTR, stored)
+            break
+        time.sleep(0.1)
+    if stored != wanted:
+        warnings.warn(
+            f"ladder {first_study.rsplit('/', 1)[0]!r} trains at seed {stored}, stored when it was created; "
+            f"seed {wanted} seeds this worker's samplers only",
+            stacklevel=3,
+        )
+    return stored
 
 
 def load_ladder(

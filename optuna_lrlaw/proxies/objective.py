@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 
@@ -43,6 +44,12 @@ class ProxyObjective:
     def scale(self) -> Scale:
         """The scale of every run of this objective: set it on the study with `set_study_scale`."""
         return self.config.scale()
+
+    def with_seed(self, seed: int) -> ProxyObjective:
+        """This objective, training at another seed (initialization and batch order)."""
+        twin = copy.copy(self)
+        twin.config = replace(self.config, seed=seed)
+        return twin
 
     def __call__(self, trial: optuna.Trial) -> float:
         lr = trial.suggest_float(self.lr_param, *self.lr_range, log=True)

@@ -14,8 +14,9 @@ own power law in the scale, carried by what the physics supports: paper B (arXiv
 2410.05838) finds the loss less sensitive to the LR as the horizon grows and unchanged
 under μP width scaling, so the exponent in D has a prior below 0, the others a prior at 0,
 and no prediction at a longer horizon exceeds the curvature measured at the longest rung.
-The curvature at a new scale is uncertain (posterior and scatter); expectations of the
-loss excess integrate over it.
+A sweep's skew and curvature are judged over where its optimum may lie, not at its point
+estimate. The curvature at a new scale is uncertain (posterior and scatter), and so is the
+skew: expectations of the loss excess integrate over both.
 """
 
 from __future__ import annotations
@@ -59,8 +60,17 @@ _HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
 TRUSTED_REACH = _SHAPE_REACH
 #: A regret a user does not notice: the run lands within 0.5% of the best loss.
 TOLERANCE = 0.005
-#: The floor on a sweep's log-curvature sd: sweeps' curvatures are noisier than their fits say.
-_MIN_LOG_CURVATURE_SD = 0.1
+#: The floor on a sweep's log-curvature sd: six-run sweeps replayed on our proxies' dense
+#: grids (real_sweeps_cpu.csv) put their curvature 0.4 to 0.7 (sd, log) from the grid's,
+#: more than their fits say even with the optimum's uncertainty integrated.
+_MIN_LOG_CURVATURE_SD = 0.5
+
+
+def _normal_nodes(mean: float, sd: float) -> list[tuple[float, float]]:
+    """(value, weight) pairs that integrate over N(mean, sd^2): the mean alone when sd is 0."""
+    if sd <= 0:
+        return [(mean, 1.0)]
+    return [(mean + sd * float(z), float(w)) for z, w in zip(_HERMITE_NODES, _HERMITE_WEIGHTS, strict=True)]
 
 
 def linex(u: FloatArray | float, skew: float) -> FloatArray:
@@ -82,12 +92,14 @@ class LossShape:
         skew: the LINEX skew s (positive: steeper above the optimum).
         cliff: runs more than this far above eta* (log LR) diverge; inf when none did.
         curvature_sd: sd of the log curvature (0: known); expectations integrate over it.
+        skew_sd: sd of the skew (0: known); expectations integrate over it too.
     """
 
     curvature: float
     skew: float
     cliff: float
     curvature_sd: float = 0.0
+    skew_sd: float = 0.0
 
     def excess(self, u: FloatArray | float) -> FloatArray:
         """Relative loss excess at ``u`` at the median curvature: the LINEX curve up to
@@ -99,13 +111,16 @@ class LossShape:
         return np.where(u > self.cliff, DIVERGED_EXCESS, curve)
 
     @functools.cached_property
-    def _curvatures(self) -> list[tuple[float, LossShape]]:
-        """(weight, shape at one curvature) over the Gauss-Hermite nodes of the log curvature."""
-        if self.curvature_sd <= 0:
+    def _beliefs(self) -> list[tuple[float, LossShape]]:
+        """(weight, one known shape) over the Gauss-Hermite nodes of the log curvature and the skew."""
+        if self.curvature_sd <= 0 and self.skew_sd <= 0:
             return [(1.0, self)]
+        curvatures = _normal_nodes(math.log(self.curvature), self.curvature_sd)
+        skews = _normal_nodes(self.skew, self.skew_sd)
         return [
-            (float(w), LossShape(self.curvature * math.exp(self.curvature_sd * z), self.skew, self.cliff))
-            for z, w in zip(_HERMITE_NODES, _HERMITE_WEIGHTS, strict=True)
+            (w_c * w_s, LossShape(math.exp(log_c), skew, self.cliff))
+            for log_c, w_c in curvatures
+            for skew, w_s in skews
         ]
 
     def expected_excess(self, mean: FloatArray, sd: FloatArray) -> FloatArray:
@@ -120,12 +135,12 @@ class LossShape:
         and push the recommendation far below the optimum.
         """
         mean, sd = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(sd, dtype=float))
-        return sum(weight * shape._expected_excess_known(mean, sd) for weight, shape in self._curvatures)
+        return sum(weight * shape._expected_excess_known(mean, sd) for weight, shape in self._beliefs)
 
     def probability_within(self, tolerance: float, mean: FloatArray, sd: FloatArray) -> FloatArray:
         """``P(excess(u) <= tolerance)`` for ``u ~ N(mean, sd^2)``, over the curvature's belief."""
         total = 0.0
-        for weight, shape in self._curvatures:
+        for weight, shape in self._beliefs:
             below, above = shape.tolerance_band(tolerance)
             total = total + weight * (special.ndtr((above - mean) / sd) - special.ndtr((-below - mean) / sd))
         return total
@@ -202,14 +217,15 @@ class ShapeLaw:
 
     def at(self, scale: Scale) -> LossShape:
         """The loss shape at ``scale``: the curvature's median and log sd there (posterior and
-        scatter), the median no higher than the ceiling at a horizon at least as long."""
+        scatter), the median no higher than the ceiling at a horizon at least as long, and
+        the pooled skew with its sd."""
         if self.posterior is None or self.design is None:
-            return LossShape(self.curvature, self.skew, self.cliff)
+            return LossShape(self.curvature, self.skew, self.cliff, skew_sd=self.skew_sd)
         mixture = self.posterior.linear(self.design.rows_at(scale), with_scatter=True)
         log_curvature = float(mixture.quantile(0.5))
         if self.ceiling is not None and (scale.tokens or 0.0) >= self.ceiling[0]:
             log_curvature = min(log_curvature, math.log(self.ceiling[1]))
-        return LossShape(math.exp(log_curvature), self.skew, self.cliff, curvature_sd=mixture.sd)
+        return LossShape(math.exp(log_curvature), self.skew, self.cliff, curvature_sd=mixture.sd, skew_sd=self.skew_sd)
 
 
 def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tuple[str, ...]) -> ShapeLaw:
@@ -226,7 +242,7 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
     keys = [k for k in ("params", "tokens", "batch_tokens") if k in optima.columns]
     used = optima[optima["used"].astype(bool) & optima["min_loss"].notna()]
     by_sweep = observations.groupby(keys)
-    shaped, excess_by_sweep, u_by_sweep, cliffs = [], [], [], []
+    shaped, sweeps_near, cliffs = [], [], []
     for _, sweep in used.iterrows():
         runs = by_sweep.get_group(tuple(sweep[k] for k in keys))
         u = np.log(runs["lr"].to_numpy(dtype=float)) - sweep["log_lr_mean"]
@@ -236,24 +252,21 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
         near = ~diverged & (np.abs(u) <= _SHAPE_REACH)
         if near.sum() >= 3:
             shaped.append(sweep)
-            u_by_sweep.append(u[near])
-            excess_by_sweep.append(runs["loss"].to_numpy(dtype=float)[near] / abs(sweep["min_loss"]) - 1.0)
+            excess = runs["loss"].to_numpy(dtype=float)[near] / abs(sweep["min_loss"]) - 1.0
+            sweeps_near.append(_SweepAroundOptimum(u[near], excess, float(sweep["log_lr_sd"])))
     cliff = max(min(cliffs), 0.0) if cliffs else math.inf
-    if not u_by_sweep:
+    if not sweeps_near:
         return ShapeLaw(_DEFAULT_SKEW, cliff, None, None, 0)
 
-    skew, skew_sd = _skew_posterior(u_by_sweep, excess_by_sweep)
+    skew, skew_sd = _skew_posterior(sweeps_near)
 
     log_curvature, log_curvature_var, rows = [], [], []
-    for sweep, u, excess in zip(shaped, u_by_sweep, excess_by_sweep, strict=True):
-        shape = linex(u, skew)
-        curvature = float(shape @ excess / (shape @ shape))
-        if curvature <= 0:
+    for sweep, near in zip(shaped, sweeps_near, strict=True):
+        moments = near.log_curvature(skew)
+        if moments is None:
             continue
-        residual_var = float(((excess - curvature * shape) ** 2).sum()) / max(len(u) - 1, 1)
-        relative_sd = math.sqrt(residual_var / float(shape @ shape)) / curvature
-        log_curvature.append(math.log(curvature))
-        log_curvature_var.append(max(relative_sd, _MIN_LOG_CURVATURE_SD) ** 2)
+        log_curvature.append(moments[0])
+        log_curvature_var.append(max(moments[1], _MIN_LOG_CURVATURE_SD**2))
         rows.append(sweep)
     if not rows:
         return ShapeLaw(skew, cliff, None, None, 0, skew_sd=skew_sd)
@@ -283,16 +296,63 @@ def fit_shape_law(observations: pd.DataFrame, optima: pd.DataFrame, features: tu
     return ShapeLaw(skew, cliff, design, posterior, len(rows), skew_sd=skew_sd, ceiling=ceiling)
 
 
-def _skew_posterior(u_by_sweep: list[FloatArray], excess_by_sweep: list[FloatArray]) -> tuple[float, float]:
+@dataclass(frozen=True)
+class _SweepAroundOptimum:
+    """One sweep's runs near its optimum: ``u`` (log LR from the estimated optimum), their
+    relative loss ``excess``, and ``optimum_sd``, the sd of that estimate. Where the optimum
+    truly lies shifts every ``u`` alike, and a shifted centre mimics a skew and changes the
+    curvature: so both are judged over the optimum's uncertainty (Gauss-Hermite nodes), not
+    at its point estimate, or six noisy runs claim a shape they cannot see."""
+
+    u: FloatArray
+    excess: FloatArray
+    optimum_sd: float
+
+    @functools.cached_property
+    def _shifted_u(self) -> FloatArray:
+        """``u`` from each node's optimum: shape (nodes, runs)."""
+        return self.u[None, :] - self.optimum_sd * _HERMITE_NODES[:, None]
+
+    def _fits(self, skew: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """At each node: the least-squares curvature, its residual sum of squares, and the
+        node's log weight (prior times profile likelihood)."""
+        shapes = linex(self._shifted_u, skew)  # (nodes, runs)
+        curvature = np.maximum((shapes @ self.excess) / np.maximum((shapes**2).sum(axis=1), 1e-300), 0.0)
+        squared_error = np.maximum(((self.excess - curvature[:, None] * shapes) ** 2).sum(axis=1), 1e-300)
+        log_weight = np.log(_HERMITE_WEIGHTS) - 0.5 * (self.u.size - 1) * np.log(squared_error)
+        return curvature, squared_error, log_weight
+
+    def log_likelihood(self, skew: float) -> float:
+        """The sweep's profile likelihood of ``skew``, averaged over where its optimum lies."""
+        log_weight = self._fits(skew)[2]
+        peak = log_weight.max()
+        return float(peak + np.log(np.exp(log_weight - peak).sum()))
+
+    def log_curvature(self, skew: float) -> tuple[float, float] | None:
+        """Mean and variance of the sweep's log curvature at ``skew``: the least-squares fit's
+        own error plus the spread over where the optimum lies; None when no fit curves up."""
+        curvature, squared_error, log_weight = self._fits(skew)
+        shapes = linex(self._shifted_u, skew)
+        ok = curvature > 0
+        if not ok.any():
+            return None
+        weight = np.exp(log_weight[ok] - log_weight[ok].max())
+        weight /= weight.sum()
+        residual_var = squared_error[ok] / max(self.u.size - 1, 1)
+        fit_var = residual_var / (shapes[ok] ** 2).sum(axis=1) / curvature[ok] ** 2
+        log_c = np.log(curvature[ok])
+        mean = float(weight @ log_c)
+        return mean, float(weight @ (fit_var + (log_c - mean) ** 2))
+
+
+def _skew_posterior(sweeps: list[_SweepAroundOptimum]) -> tuple[float, float]:
     """Posterior mean and sd of the pooled skew. Each sweep's noise is unknown, so its
-    likelihood is profiled: ``-(n/2) log SSE(s)`` with the curvature at its least squares.
-    Three points of a 40-step run barely move the prior; Step Law's sweeps of 10+ points do."""
+    likelihood is profiled: ``-(n/2) log SSE(s)`` with the curvature at its least squares,
+    averaged over where the sweep's optimum lies. Three points of a 40-step run barely move
+    the prior; Step Law's sweeps of 10+ points do."""
     log_posterior = stats.norm.logpdf(_SKEW_GRID, *_SKEW_PRIOR)
-    for u, excess in zip(u_by_sweep, excess_by_sweep, strict=True):
-        shapes = np.stack([linex(u, skew) for skew in _SKEW_GRID])  # (skews, runs)
-        curvature = np.maximum(shapes @ excess / (shapes**2).sum(axis=1), 0.0)
-        squared_error = ((excess - curvature[:, None] * shapes) ** 2).sum(axis=1)
-        log_posterior -= 0.5 * (len(u) - 1) * np.log(np.maximum(squared_error, 1e-300))
+    for sweep in sweeps:
+        log_posterior += np.array([sweep.log_likelihood(skew) for skew in _SKEW_GRID])
     weights = np.exp(log_posterior - log_posterior.max())
     weights /= weights.sum()
     mean = float(weights @ _SKEW_GRID)

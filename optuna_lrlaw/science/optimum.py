@@ -59,15 +59,15 @@ DEFAULT_NOISE = 0.005
 _NOISE_DOF = 4.0
 #: Above the optimum a run's final loss may vary more between seeds: its sd there is one of
 #: these multiples of the noise below, integrated over with these prior weights (our
-#: proxies' short runs show about 4: 1% to 6% above the optimum, real_sweeps_cpu.csv; a
+#: proxies' short runs show about 4: 1.4% to 5% above the optimum, real_sweeps_cpu.csv; a
 #: clean curve shows 1), reached within a quarter e-fold past the best run.
 HIGH_LR_NOISE_RATIOS = np.array([1.0, 4.0])
 _HIGH_LR_NOISE_PRIOR = np.array([0.25, 0.75])
 _HIGH_LR_ONSET = 0.25
 #: A sweep at one training seed finds that seed's optimum; the optimum of the expected loss
 #: (what a run at a fresh seed gets) lies around it with this sd in log LR per unit of
-#: relative noise: the optima of single seeds scatter by 0.09 to 0.25 e-folds around their
-#: seed mean at 1% noise (real_sweeps_cpu.csv), and 0.1 at 1% calibrates the replayed
+#: relative noise: the optima of single seeds scatter by 0.09 to 0.23 e-folds around their
+#: seed mean at 1% noise (real_sweeps_cpu.csv, 9 seeds), and 0.1 at 1% calibrates the replayed
 #: sweeps best (benchmarks/sweep_replay.py, docs/validation.md).
 SEED_SCATTER_PER_NOISE = 10.0
 #: Far from the optimum no curve family is exact: a run this far (log LR) from the best run

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import special
@@ -134,7 +134,7 @@ class LRPrediction:
         beyond_cliff = special.ndtr((log_lr - self.shape.cliff - mixture.means) / sds)
         band_top = min(TRUSTED_REACH, self.shape.cliff)
         inside = special.ndtr((band_top - u_means) / sds) - special.ndtr((-TRUSTED_REACH - u_means) / sds)
-        in_band = LossShape(self.shape.curvature, self.shape.skew, math.inf, self.shape.curvature_sd)
+        in_band = replace(self.shape, cliff=math.inf)
         # E[excess; u in band] = E[excess] - E[excess; u outside], the latter at most DIVERGED_EXCESS each.
         total = in_band.expected_excess(u_means, sds)
         outside_low = _truncated_linex_mass(in_band, -math.inf, -TRUSTED_REACH, u_means, sds)
