@@ -15,7 +15,7 @@ import pytest
 from tiny import TRAINING, long_rungs
 
 from optuna_lrlaw.ladder import DONE_ATTR
-from optuna_lrlaw.ladder.run import BRACKET_ATTR, BRACKET_TRIALS, SURPLUS_ATTR, WORKER_ATTR
+from optuna_lrlaw.ladder.run import BRACKET_ATTR, BRACKET_TRIALS, SURPLUS_ATTR, TRAIN_SEED_ATTR, WORKER_ATTR
 
 RUNNING = optuna.trial.TrialState.RUNNING
 
@@ -169,7 +169,10 @@ def _kill_mid_run(url: str, workers: dict[int, subprocess.Popen], corpus: str, c
             continue
         for trial in study.get_trials(deepcopy=False, states=(RUNNING,)):
             pid = int(trial.user_attrs.get(WORKER_ATTR, ":0").rsplit(":", 1)[1])
-            checkpoint = checkpoints / f"{replace(objective.config, lr=trial.params.get('lr', 1.0)).fingerprint()}.pt"
+            # The workers train at the seed of whichever of them created the ladder.
+            seed = study.user_attrs.get(TRAIN_SEED_ATTR, -1)
+            config = replace(objective.config, seed=seed, lr=trial.params.get("lr", 1.0))
+            checkpoint = checkpoints / f"{config.fingerprint()}.pt"
             if pid in workers and "lr" in trial.params and checkpoint.exists():
                 os.kill(pid, signal.SIGKILL)
                 workers[pid].wait(timeout=60)
@@ -206,4 +209,7 @@ def test_a_worker_killed_mid_run_loses_nothing(tmp_path, backend, request, code_
     assert retry.params["lr"] == killed["lr"] and retry.state.is_finished()
     assert retry.user_attrs["lrlaw.resumed_from_step"] > 0
     assert retry.user_attrs[WORKER_ATTR] != dead.user_attrs[WORKER_ATTR]
+    # The four workers, started with four seeds, trained every run at the ladder's one seed.
+    trained = [t for study in (first, second) for t in study.trials if "lrlaw.train_seed" in t.user_attrs]
+    assert {t.user_attrs["lrlaw.train_seed"] for t in trained} == {first.user_attrs[TRAIN_SEED_ATTR]}
     assert not list(checkpoints.glob("*.pt"))  # every run that finished removed its checkpoint
