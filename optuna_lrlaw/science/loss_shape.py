@@ -313,33 +313,32 @@ class _SweepAroundOptimum:
         """``u`` from each node's optimum: shape (nodes, runs)."""
         return self.u[None, :] - self.optimum_sd * _HERMITE_NODES[:, None]
 
-    def _fits(self, skew: float) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """At each node: the least-squares curvature, its residual sum of squares, and the
-        node's log weight (prior times profile likelihood)."""
+    def _fits(self, skew: float) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """At each node: the least-squares curvature, its residual sum of squares, the squared
+        norm of the shape it was fitted to, and the node's log weight (prior times profile
+        likelihood)."""
         shapes = linex(self._shifted_u, skew)  # (nodes, runs)
-        curvature = np.maximum((shapes @ self.excess) / np.maximum((shapes**2).sum(axis=1), 1e-300), 0.0)
+        shape_norm = np.maximum((shapes**2).sum(axis=1), 1e-300)
+        curvature = np.maximum((shapes @ self.excess) / shape_norm, 0.0)
         squared_error = np.maximum(((self.excess - curvature[:, None] * shapes) ** 2).sum(axis=1), 1e-300)
         log_weight = np.log(_HERMITE_WEIGHTS) - 0.5 * (self.u.size - 1) * np.log(squared_error)
-        return curvature, squared_error, log_weight
+        return curvature, squared_error, shape_norm, log_weight
 
     def log_likelihood(self, skew: float) -> float:
         """The sweep's profile likelihood of ``skew``, averaged over where its optimum lies."""
-        log_weight = self._fits(skew)[2]
-        peak = log_weight.max()
-        return float(peak + np.log(np.exp(log_weight - peak).sum()))
+        return float(special.logsumexp(self._fits(skew)[3]))
 
     def log_curvature(self, skew: float) -> tuple[float, float] | None:
         """Mean and variance of the sweep's log curvature at ``skew``: the least-squares fit's
         own error plus the spread over where the optimum lies; None when no fit curves up."""
-        curvature, squared_error, log_weight = self._fits(skew)
-        shapes = linex(self._shifted_u, skew)
+        curvature, squared_error, shape_norm, log_weight = self._fits(skew)
         ok = curvature > 0
         if not ok.any():
             return None
         weight = np.exp(log_weight[ok] - log_weight[ok].max())
         weight /= weight.sum()
         residual_var = squared_error[ok] / max(self.u.size - 1, 1)
-        fit_var = residual_var / (shapes[ok] ** 2).sum(axis=1) / curvature[ok] ** 2
+        fit_var = residual_var / shape_norm[ok] / curvature[ok] ** 2
         log_c = np.log(curvature[ok])
         mean = float(weight @ log_c)
         return mean, float(weight @ (fit_var + (log_c - mean) ** 2))
