@@ -48,7 +48,7 @@ from synthetic import draw_problem  # noqa: E402
 
 from optuna_lrlaw import Scale, fit_law  # noqa: E402
 from optuna_lrlaw.science.loss_shape import DIVERGED_EXCESS  # noqa: E402
-from optuna_lrlaw.science.steplaw import read_steplaw  # noqa: E402
+from optuna_lrlaw.science.steplaw import WHERE_TO_GET, read_steplaw  # noqa: E402
 from optuna_lrlaw.science.truth_curve import fit_truth_curve  # noqa: E402
 
 
@@ -125,14 +125,21 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--batch-problems", type=int, default=0, help="synthetic problems with a batch axis, per seed")
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=DEFAULT_CSV,
+        help="Step Law's dense_lr_bs_loss.csv; its rows are left out without it",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     start = time.time()
     rows = [r for seed in args.seeds for r in synthetic_rows(args.problems, seed)]
     rows += [r for seed in args.seeds for r in synthetic_rows(args.batch_problems, seed, batch=True)]
-    if args.csv.exists():
+    if args.csv.is_file():
         rows += steplaw_rows(args.csv)
+    else:
+        print(f"no Step Law table at {args.csv}, so no Step Law rows: {WHERE_TO_GET}", file=sys.stderr)
     table = summarize(pd.DataFrame(rows))
     print(table.to_string(index=False, float_format="{:.4g}".format))
     if args.out:

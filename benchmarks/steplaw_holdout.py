@@ -2,6 +2,9 @@
 
     python benchmarks/steplaw_holdout.py [PATH/TO/dense_lr_bs_loss.csv]
 
+The table is Step Law's public one (the step-law/steplaw repository's data/); by default
+it is read from ../shared/data/steplaw/ beside this checkout.
+
 (a) at each (N, D) cell's best batch size, fit on the cells with N < 1e9 and predict the two
     N = 1.07e9 cells; (b) the same with batch_tokens as a third feature, using every run,
     predicting at the target cell's best batch size. Regret is the loss of the grid LR
@@ -20,6 +23,7 @@ the grid LR of its best run and the posterior of its own sweep (`estimate_optimu
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 from pathlib import Path
@@ -29,10 +33,18 @@ import pandas as pd
 
 from optuna_lrlaw import Scale, fit_batch_size_law, fit_law, priors
 from optuna_lrlaw.science.law import estimate_optima
-from optuna_lrlaw.science.steplaw import read_steplaw
+from optuna_lrlaw.science.steplaw import WHERE_TO_GET, read_steplaw
 
 DEFAULT_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "steplaw" / "dense_lr_bs_loss.csv"
 TARGET_PARAMS = 1e9
+
+
+def steplaw_csv_or_exit(path: Path) -> Path:
+    """``path`` when the table is there; else one line saying where to get it, and exit 2."""
+    if not Path(path).is_file():
+        print(f"no Step Law table at {path}: {WHERE_TO_GET}", file=sys.stderr)
+        sys.exit(2)
+    return Path(path)
 
 
 def _regret(column: pd.DataFrame, cell_best: float, lr: float) -> tuple[float, float]:
@@ -263,7 +275,9 @@ def summarize_batch(rows: pd.DataFrame) -> dict[str, float]:
 
 
 def main() -> None:
-    csv = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_CSV
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("csv", nargs="?", default=DEFAULT_CSV, type=Path, help="Step Law's dense_lr_bs_loss.csv")
+    csv = steplaw_csv_or_exit(parser.parse_args().csv)
     report = holdout_report(csv)
     cells = leave_one_model_out(csv)
     with pd.option_context("display.width", 200, "display.max_columns", 20):

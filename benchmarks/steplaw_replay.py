@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
-from steplaw_holdout import DEFAULT_CSV, TARGET_PARAMS, at_best_batch_size
+from steplaw_holdout import DEFAULT_CSV, TARGET_PARAMS, at_best_batch_size, steplaw_csv_or_exit
 
 from optuna_lrlaw import LRLawSampler, Scale, fit_law
 from optuna_lrlaw.science.steplaw import read_steplaw
@@ -183,7 +183,7 @@ def figure(runs: pd.DataFrame):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("csv", nargs="?", default=DEFAULT_CSV, type=Path)
+    parser.add_argument("csv", nargs="?", default=DEFAULT_CSV, type=Path, help="Step Law's dense_lr_bs_loss.csv")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--out", type=Path, default=None, help="write the summary and every run as JSON here")
@@ -198,7 +198,7 @@ def main() -> None:
         return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    runs = replay(args.csv, seeds=args.seeds, trials=args.trials)
+    runs = replay(steplaw_csv_or_exit(args.csv), seeds=args.seeds, trials=args.trials)
     summary = summarize(runs)
     with pd.option_context("display.width", 220, "display.max_columns", 20):
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

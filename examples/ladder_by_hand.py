@@ -28,7 +28,7 @@ def make_objective(params: float):
         lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
         u = math.log(lr / true_optimum(params))
         if u > 2.0:
-            return math.nan  # diverged
+            return math.inf  # diverged: inf, not NaN (Optuna fails a trial that returns NaN)
         noise = np.random.default_rng(trial.number).normal(0, 0.002)
         return 2.0 + 30 * params**-0.2 + 0.02 * (math.expm1(u) - u) + noise
 

@@ -1,21 +1,24 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from optuna_lrlaw.science.steplaw import WHERE_TO_GET
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPLAW_CSV = ROOT.parent / "shared" / "data" / "steplaw" / "dense_lr_bs_loss.csv"
+#: Step Law's public table: $LRLAW_STEPLAW_CSV, else where ../shared/ keeps a copy.
+STEPLAW_CSV = Path(
+    os.environ.get("LRLAW_STEPLAW_CSV", ROOT.parent / "shared" / "data" / "steplaw" / "dense_lr_bs_loss.csv")
+)
 
 
 @pytest.fixture(scope="session")
 def steplaw_csv() -> Path:
-    if not STEPLAW_CSV.exists():
-        pytest.skip(
-            f"the Step Law table is not at {STEPLAW_CSV}: it comes from the Step Law paper's public runs "
-            "(arXiv 2503.04715), shipped in ../shared/data/steplaw/ beside a checkout of this repository"
-        )
+    if not STEPLAW_CSV.is_file():
+        pytest.skip(f"no Step Law table at {STEPLAW_CSV} (set LRLAW_STEPLAW_CSV): {WHERE_TO_GET}")
     return STEPLAW_CSV
 
 

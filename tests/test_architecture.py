@@ -48,3 +48,33 @@ def test_the_ladder_is_exported_lazily():
 
     assert optuna_lrlaw.run_ladder is ladder.run_ladder and optuna_lrlaw.Rung is ladder.Rung
     assert {"Rung", "default_rungs", "run_ladder"} <= set(optuna_lrlaw.__all__)
+
+
+#: The package's rooms, bottom to top: a module may import its own room and those below it.
+ROOMS = ("science", "integration", "proxies", "ladder", "visualization", "cli")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports (in functions and TYPE_CHECKING blocks too), relative ones resolved."""
+    package = path.relative_to(SCIENCE.parent.parent).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found |= {module} | {f"{module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_no_room_imports_a_room_above_it():
+    package = SCIENCE.parent
+    checked = 0
+    for room, name in enumerate(ROOMS):
+        for path in sorted((package / name).rglob("*.py")):
+            rooms = {m.split(".")[1] for m in imported_modules(path) if m.startswith("optuna_lrlaw.")}
+            above = {r for r in rooms if r in ROOMS and ROOMS.index(r) > room}
+            assert not above, f"{path.relative_to(package)} imports {sorted(above)}, above {name}"
+            checked += 1
+    assert checked == len([p for p in package.rglob("*.py") if p.parent != package])  # every room is listed

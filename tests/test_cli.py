@@ -35,7 +35,8 @@ def test_fit_json_predicts_the_known_law_within_its_interval():
     prediction = report["prediction"]
     assert prediction["lo90"] < truth < prediction["hi90"]
     start, stop = prediction["search_range_0.5%"]
-    assert prediction["lo90"] <= start <= stop <= prediction["hi90"] and prediction["search_runs_0.5%"] >= 1
+    assert start < stop and start <= prediction["one_shot_lr"] <= stop and start <= prediction["recommended_lr"] <= stop
+    assert prediction["search_runs_0.5%"] >= 1
     assert set(report["coefficients"]) == {"prefactor", "params", "tokens"}
     assert len(report["optima"]) == 8
 

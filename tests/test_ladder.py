@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -24,17 +25,24 @@ from optuna_lrlaw.ladder.run import (
     record_rung,
 )
 from optuna_lrlaw.proxies import ProxyConfig
+from optuna_lrlaw.visualization import publish_to_dashboard
 
 
 class Recorder(LadderEvents):
+    """Records the ladder's events and publishes each finished rung, as docs/figures.md shows."""
+
     def __init__(self) -> None:
-        self.started, self.finished = [], []
+        self.started, self.finished, self.rungs_done = [], [], []
 
     def rung_started(self, index, rung, prior, trials_left):
         self.started.append((index, rung.name, prior, trials_left))
 
     def trial_finished(self, index, rung, trial):
         self.finished.append((index, trial.number))
+
+    def rung_finished(self, index, rung, study, prior):
+        self.rungs_done.append((index, study.study_name, prior))
+        publish_to_dashboard(study, prior)
 
 
 def climb(code_corpus, storage, widths=WIDTHS, **options):
@@ -102,6 +110,9 @@ def test_the_ladder_climbs_with_the_law_of_the_rungs_below(climbed):
     assert first[2] is None and math.isnan(result.rungs.loc[0, "prior_lr"])
     assert second[2] is not None and result.rungs.loc[1, "prior_lr"] == pytest.approx(second[2].lr)
     assert len(events.finished) == result.rungs["trials"].sum()
+    # Each rung is announced finished once, with the prior it started from.
+    assert [(index, name) for index, name, _ in events.rungs_done] == list(enumerate(result.rungs["study"]))
+    assert events.rungs_done[0][2] is None and events.rungs_done[1][2] is second[2]
     assert (result.rungs["flops"] > 0).all() and (result.rungs["best_loss"] < 5.5).all()
     assert result.rungs["bracketed"].all() and (result.rungs["lr_lo"] < result.rungs["lr_star"]).all()
     assert (result.rungs["lr_star"] < result.rungs["lr_hi"]).all()
@@ -113,7 +124,7 @@ def test_climbing_again_runs_nothing_and_reports_the_same_ladder(climbed, code_c
     storage, result, _ = climbed
     again = Recorder()
     rerun = climb(code_corpus, storage, events=again)
-    assert [started[3] for started in again.started] == [0, 0] and not again.finished
+    assert [started[3] for started in again.started] == [0, 0] and not again.finished and not again.rungs_done
     assert rerun.rungs.drop(columns="wall_seconds").equals(result.rungs.drop(columns="wall_seconds"))
 
 
@@ -481,3 +492,47 @@ def test_the_own_trainer_example_climbs_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)} == counts
     assert second.stdout == first.stdout
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_the_ladder_table_fits_the_terminal_by_leaving_out_the_least_wanted_columns(climbed, width):
+    from rich.console import Console
+
+    from optuna_lrlaw.cli.ladder import rungs_table
+
+    _, result, _ = climbed
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(rungs_table(result.rungs, width))
+    text = console.export_text()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    for rung, best in zip(result.rungs["rung"], result.rungs["best_lr"], strict=True):
+        assert rung in text and f"{best:.3g}" in text  # the rung and its best LR always show
+    header = next(line for line in text.splitlines() if "rung" in line and "best lr" in line)
+    assert ("FLOPs" in header) == (width >= 200) and ("not shown at this width" in text) == (width < 200)
+
+
+def test_a_piped_climb_prints_lines_and_no_progress_frames(code_corpus, tmp_path):
+    """In a pipe: a line per rung and per trial, why a rung ran fewer trials than it said, no bar."""
+    import subprocess
+    import sys
+
+    storage = f"sqlite:///{tmp_path / 'piped.db'}"
+    args = ["--storage", storage, "--widths", "16", "--depth", "1", "--head-dim", "8", "--trials", "6"]
+    args += ["--seq-len", "32", "--batch-size", "8", "--tokens-per-param", "8", "--device", "cpu"]
+    args += ["--corpus", code_corpus, "--target-width", "24"]
+    code = "import sys; from optuna_lrlaw.cli import main; sys.argv[0] = 'optuna-lrlaw'; main()"
+    done = subprocess.run([sys.executable, "-c", code, "ladder", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith("rung 1 w16") and "6 trial(s) to run" in lines[0]
+    trials = [line for line in lines if line.lstrip().startswith("trial ")]
+    assert trials and not any("lr nan" in line for line in trials)
+    assert not any(mark in done.stderr for mark in ("━", "\x1b["))  # no bar, no cursor movement
+    notes = [at for at, line in enumerate(lines) if line.strip().startswith("ran ")]
+    if notes:  # it converged early, and says so right after its last searched trial
+        (at,) = notes
+        ran = int(lines[at].split()[1])
+        assert ran < 6 and sum(line.lstrip().startswith("trial ") for line in lines[:at]) == ran
+        assert "converged" in lines[at]
+    else:
+        assert len(trials) >= 6

@@ -157,3 +157,15 @@ def test_repeated_seeds_narrow_the_interval_the_stated_noise_sets():
 def test_noise_must_be_a_positive_relative_sd(noise):
     with pytest.raises(ValueError, match="noise"):
         estimate_optimum(LRS, parabola(LRS), noise=noise)
+
+
+def test_the_expected_regret_needs_a_valley():
+    """C (log lr - log eta*)^2 / L_min is a regret only where the fit curves up; a sweep whose
+    fit is flat or bends down says nothing about it, and must not let a search stop."""
+    from dataclasses import replace
+
+    lrs = np.geomspace(1e-3, 1e-1, 7)
+    estimate = estimate_optimum(lrs, 2.5 + 0.05 * np.log(lrs / 1e-2) ** 2)
+    assert estimate.curvature > 0 and estimate.expected_regret(1e-2) > 0
+    for curvature in (0.0, -0.01):
+        assert replace(estimate, curvature=curvature).expected_regret(1e-2) is None

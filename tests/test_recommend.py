@@ -155,11 +155,27 @@ def test_a_flatter_loss_needs_a_narrower_search():
     assert lo == pytest.approx(interval[0] * math.exp(above)) and hi == pytest.approx(interval[1] * math.exp(-below))
     # A grid spaced by the band's width covers the range: runs = 1 + ceil(log range / width).
     assert steep.search_runs(tolerance=0.005) == 1 + math.ceil(math.log(hi / lo) / (below + above))
-    # A belief narrower than the band: the recommended LR alone lands within the tolerance.
+    # A belief narrower than the band: one run lands within the tolerance, anywhere from
+    # hi e^-below to lo e^above (within reach of every lr* in the interval), the recommended LR among them.
     sure = belief(mean, 0.05, LossShape(0.01, 1.0, math.inf))
-    lr = sure.recommend().lr
-    assert sure.search_range(tolerance=0.005) == (lr, lr) and sure.search_runs(tolerance=0.005) == 1
-    assert sure.search_factor(tolerance=0.005) == 1.0
+    lo, hi = sure.interval(0.9)
+    below, above = sure.shape.tolerance_band(0.005)
+    start, stop = sure.search_range(tolerance=0.005)
+    assert (start, stop) == pytest.approx((hi * math.exp(-below), lo * math.exp(above)))
+    assert start < sure.recommend().lr < stop and sure.search_runs(tolerance=0.005) == 1
+    assert sure.search_factor(tolerance=0.005) > 1.0
+
+
+def test_the_search_range_holds_the_recommended_lr_and_is_never_one_point():
+    """At any distance from the data, the printed range is a range, and the LRs the user is
+    told of (the median, the one-shot LR, and the hedged one) lie in it."""
+    for sd in (0.02, 0.1, 0.3, 0.6, 1.2, 2.5):
+        for shape in (LossShape(0.01, 1.0, math.inf), LossShape(0.08, 2.5, 0.4), LossShape(0.003, -0.5, math.inf)):
+            prediction = belief(math.log(3e-3), sd, shape)
+            start, stop = prediction.search_range(0.9, 0.005)
+            assert start < stop, (sd, shape)
+            assert start <= prediction.recommend().lr <= stop and start <= prediction.lr <= stop
+            assert prediction.search_runs(0.9, 0.005) >= 1
 
 
 def test_recommended_lr_loses_no_more_than_the_median_on_200_synthetic_problems():

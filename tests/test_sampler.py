@@ -61,13 +61,13 @@ class TestSingleOnly(WithInnerSamplers, SingleOnlySamplerTestCase):
 
 
 class FromOptunaHub:
-    """The same suite against the class OptunaHub loads from ``package/samplers/lrlaw``."""
+    """The same suite against the class OptunaHub loads from ``package/samplers/lr_scaling_law``."""
 
     @pytest.fixture
     def sampler(self):
         optunahub = pytest.importorskip("optunahub")
         registry = Path(__file__).resolve().parents[1] / "package"
-        module = optunahub.load_local_module("samplers/lrlaw", registry_root=str(registry))
+        module = optunahub.load_local_module("samplers/lr_scaling_law", registry_root=str(registry))
         assert module.LRLawSampler is LRLawSampler  # the package re-exports the tested code, no copy
         return lambda: module.LRLawSampler(seed=0)
 
@@ -164,8 +164,9 @@ def test_draws_stay_inside_linear_stepped_bounds_and_warn_when_the_law_points_ou
 
 
 def test_diverged_runs_push_the_search_below_them_and_plain_failures_do_not():
-    """Runs that blew up (``inf``, or failed with ``lrlaw.diverged``) censor the optimum from
-    above; the same LRs failing for no stated reason (Optuna records a returned NaN so) do not."""
+    """Runs that blew up (``inf``, failed with ``lrlaw.diverged``, or failed after reporting a
+    diverging curve) censor the optimum from above; the same LRs failing for no stated reason
+    (Optuna records a returned NaN so) do not, and the sampler says so once, with the remedy."""
 
     def searched(objective):
         study = optuna.create_study(sampler=LRLawSampler(seed=0))
@@ -184,13 +185,28 @@ def test_diverged_runs_push_the_search_below_them_and_plain_failures_do_not():
         trial.set_user_attr(DIVERGED_ATTR, True)
         raise RuntimeError("loss spike")
 
+    def reported_nan(trial):
+        trial.suggest_float("lr", 1e-6, 1.0, log=True)
+        trial.report(3.0, 0)
+        trial.report(math.nan, 1)
+        return math.nan
+
     def plain(trial):
         trial.suggest_float("lr", 1e-6, 1.0, log=True)
         return math.nan
 
     assert searched(blew_up).posterior.interval(0.99)[1] < 1e-2
     assert searched(flagged).posterior.interval(0.99)[1] < 1e-2
+    assert searched(reported_nan).posterior.interval(0.99)[1] < 1e-2
     assert searched(plain).posterior.interval(0.99)[1] > 1e-2
+
+    study = optuna.create_study(sampler=LRLawSampler(seed=0))
+    with pytest.warns(UserWarning, match=r"trial 0 .* failed.*return float\('inf'\)") as caught:
+        study.optimize(plain, n_trials=3)
+    assert sum("says nothing about the optimal LR" in str(w.message) for w in caught) == 1  # once a study
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failure the sampler can read as a divergence is not warned about
+        optuna.create_study(sampler=LRLawSampler(seed=0)).optimize(reported_nan, n_trials=2)
 
 
 def test_non_lr_parameters_go_to_the_inner_sampler():

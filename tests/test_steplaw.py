@@ -92,3 +92,10 @@ def test_replayed_search_from_the_law_needs_one_trial(steplaw_csv):
     cell = summarize(runs).set_index("tokens").loc[2e10]
     assert cell["regret_after_1"] <= 0.0025
     assert cell["median_trials_to_0.25%"] == 1
+
+
+def test_a_missing_table_says_where_to_get_it(tmp_path):
+    from optuna_lrlaw.science.steplaw import read_steplaw
+
+    with pytest.raises(FileNotFoundError, match=r"step-law/steplaw.*data/dense_lr_bs_loss\.csv"):
+        read_steplaw(tmp_path / "dense_lr_bs_loss.csv")

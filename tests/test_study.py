@@ -147,3 +147,32 @@ def test_an_error_that_is_not_a_race_is_reported_with_the_url(tmp_path, monkeypa
     monkeypatch.setattr(optuna.storages, "RDBStorage", refusing)
     with pytest.raises(ValueError, match="cannot open storage 'sqlite:///.*': .*password authentication failed"):
         open_storage(f"sqlite:///{tmp_path / 'x.db'}")
+
+
+def test_the_by_hand_example_learns_from_its_diverged_runs(tmp_path):
+    """examples/ladder_by_hand.py: three studies, the law between them; its diverged runs
+    return inf, so they censor the optimum instead of failing, and nothing warns."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "ladder_by_hand.py"
+    storage = f"sqlite:///{tmp_path / 'by_hand.db'}"
+    done = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", str(example), "--storage", storage],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    found = re.findall(r"lr\* ([\d.e-]+) \(truth ([\d.e-]+)\)", done.stdout)
+    assert len(found) == 3
+    for estimate, truth in found:
+        assert abs(math.log(float(estimate) / float(truth))) < 0.25
+    trials = [
+        t
+        for s in optuna.get_all_study_summaries(storage)
+        for t in optuna.load_study(study_name=s.study_name, storage=storage).trials
+    ]
+    assert not any(t.state == optuna.trial.TrialState.FAIL for t in trials)
+    assert any(t.user_attrs.get(DIVERGED_ATTR) or t.value == math.inf for t in trials)

@@ -121,3 +121,19 @@ def test_a_sweep_too_small_to_locate_the_optimum_is_still_drawn():
         )
     fig = plot_sweep(study)
     assert "too few finite runs" in fig.layout.title.text and len(fig.data[0].x) == 2
+
+
+def test_the_cli_publishes_each_finished_rung_to_optuna_dashboard():
+    # The ladder announces a finished rung; the CLI, not the ladder, puts it in the dashboard.
+    dashboard = pytest.importorskip("optuna_dashboard")
+    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+    from rich.console import Console
+
+    from optuna_lrlaw.cli.ladder import ProgressEvents
+
+    study = sweep_study()
+    with ProgressEvents(Console(quiet=True), 1) as events:
+        events.rung_finished(0, None, study, None)
+    figures = get_plotly_graph_objects(study._storage.get_study_system_attrs(study._study_id))
+    assert "lrlaw-sweep" in figures  # no sampler's belief in this study: no belief figure
+    assert "**Prior**: none" in dashboard.get_note(study)

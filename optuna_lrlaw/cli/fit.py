@@ -131,11 +131,16 @@ def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
     target = ", ".join(f"{k}={v:.3g}" for k, v in vars(prediction.scale).items() if v is not None)
     one_shot, recommendation = prediction.assess(prediction.lr), prediction.recommend()
     start, stop = prediction.search_range(0.9, 0.005)
+    runs = prediction.search_runs(0.9, 0.005)
+    search = (
+        f"1 run, at an LR from {start:.3g} to {stop:.3g}"
+        if runs == 1
+        else f"{runs} log-spaced runs from {start:.3g} to {stop:.3g}"
+    )
     console.print(
         f"Predicted lr* at {target}: {prediction.lr:.3g} "
         f"(90% interval {lo:.3g} to {hi:.3g}; search factor x{prediction.search_factor(0.9):.2f})\n"
-        f"A search to land within 0.5% of the best loss: {start:.3g} to {stop:.3g}, "
-        f"{prediction.search_runs(0.9, 0.005)} log-spaced run(s) (the loss's curvature at this scale)\n"
+        f"A search to land within 0.5% of the best loss: {search} (the loss's curvature at this scale)\n"
         f"[bold]One-shot lr (the law's median): {one_shot.lr:.3g}[/bold]\n  {one_shot}\n"
         f"Hedged lr (lowest expected loss under the pooled loss shape): {recommendation.lr:.3g}  "
         f"(expected regret {100 * recommendation.expected_regret:.2f}%; it did not beat the median "

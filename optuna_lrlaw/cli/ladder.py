@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -95,12 +96,14 @@ class ProgressEvents:
     stage's trials."""
 
     def __init__(self, console: Console, n_stages: int | None) -> None:
+        # Bars only on a terminal: in a pipe or a log file, the lines alone.
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
+            disable=not console.is_terminal,
         )
         self.n_stages = n_stages
         self.stages_done = 0
@@ -138,10 +141,22 @@ class ProgressEvents:
             (task,) = (task for task in self.progress.tasks if task.id == self.rung_task)
             self.progress.update(task.id, total=task.completed)
 
+    def note(self, index, rung, message: str) -> None:
+        self.progress.console.print(f"    {message}")
+
+    def rung_finished(self, index, rung, study, prior: LRPrediction | None) -> None:
+        """Each finished rung's figures and note go into its study, for optuna-dashboard."""
+        from optuna_lrlaw.visualization import publish_to_dashboard
+
+        publish_to_dashboard(study, prior)
+
     def trial_finished(self, index, rung, trial) -> None:
+        from optuna_lrlaw.ladder.run import BRACKET_ATTR
+
         lr = trial.params.get("lr", math.nan)
         value = "pruned" if trial.value is None else f"loss {trial.value:.4f}"
-        self.progress.console.print(f"    trial {trial.number}: lr {lr:.3g}, {value} ({trial.state.name.lower()})")
+        state = trial.state.name.lower() + (", bracketing the optimum" if trial.user_attrs.get(BRACKET_ATTR) else "")
+        self.progress.console.print(f"    trial {trial.number}: lr {lr:.3g}, {value} ({state})")
         (task,) = (task for task in self.progress.tasks if task.id == self.rung_task)
         if task.completed >= (task.total or 0):  # a bracketing trial, on top of the rung's budget
             self.progress.update(task.id, total=task.completed + 1)
@@ -178,26 +193,60 @@ def table_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=None if stream.isatty() else 160)
 
 
+#: The report's columns, most wanted first: a narrow terminal drops them from the end.
+_COLUMNS = (
+    "rung",
+    "best lr",
+    "optimum found",
+    "trials",
+    "best loss",
+    "law's prediction",
+    "params",
+    "pruned/div.",
+    "tokens",
+    "FLOPs",
+)
+
+
+def _rung_cells(row) -> dict[str, str]:
+    return {
+        "rung": row.rung,
+        "params": f"{row.params:.3g}",
+        "tokens": f"{row.tokens:.3g}",
+        "law's prediction": _lr_text(row.prior_lr, row.prior_lo, row.prior_hi),
+        "trials": str(row.trials),
+        "pruned/div.": f"{row.pruned}/{row.diverged}",
+        "best lr": f"{row.best_lr:.3g}",
+        "best loss": f"{row.best_loss:.4f}",
+        "optimum found": _lr_text(row.lr_star, row.lr_lo, row.lr_hi) + ("" if row.bracketed else " (bound)"),
+        "FLOPs": f"{row.flops:.3g}",
+    }
+
+
+def rungs_table(rungs, width: int) -> Table:
+    """The rungs as a table no wider than ``width``: columns that do not fit are left out,
+    the least wanted first (`_COLUMNS`), and the caption says which."""
+    cells = [_rung_cells(row) for _, row in rungs.iterrows()]
+    for kept in range(len(_COLUMNS), 1, -1):
+        columns = _COLUMNS[:kept]
+        dropped = _COLUMNS[kept:]
+        caption = "lr intervals are 90%" + ("; pruned/div. count trials" if "pruned/div." in columns else "")
+        if dropped:
+            caption += f"; not shown at this width: {', '.join(dropped)} (--json has all)"
+        table = Table(title="Scale-up ladder", caption=caption)
+        for column in columns:
+            table.add_column(column, justify="left" if column == "rung" else "right", no_wrap=True)
+        for row in cells:
+            table.add_row(*(row[column] for column in columns))
+        wide = Console(width=10_000)
+        if Measurement.get(wide, wide.options, table).maximum <= width:
+            break
+    return table
+
+
 def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
     console = table_console()
-    table = Table(title="Scale-up ladder", caption="lr intervals are 90%; pruned/diverged count trials")
-    columns = ("rung", "params", "tokens", "law's prediction", "trials", "pruned/div.", "best lr", "best loss")
-    for column in (*columns, "optimum found", "FLOPs"):
-        table.add_column(column, justify="left" if column == "rung" else "right", no_wrap=True)
-    for _, row in rungs.iterrows():
-        found = _lr_text(row.lr_star, row.lr_lo, row.lr_hi) + ("" if row.bracketed else " (bound)")
-        table.add_row(
-            row.rung,
-            f"{row.params:.3g}",
-            f"{row.tokens:.3g}",
-            _lr_text(row.prior_lr, row.prior_lo, row.prior_hi),
-            str(row.trials),
-            f"{row.pruned}/{row.diverged}",
-            f"{row.best_lr:.3g}",
-            f"{row.best_loss:.4f}",
-            found,
-            f"{row.flops:.3g}",
-        )
+    table = rungs_table(rungs, console.width)
     console.print(table)
     if prediction is None:
         console.print("No law yet: no rung's search brackets its optimum. Add trials or rungs and rerun.")

@@ -42,6 +42,8 @@ class LRLawConvergence:
         self.max_expected_regret = max_expected_regret
         self.min_trials = min_trials
         self._sampler = sampler
+        #: The expected regret at which it stopped a study last; None while it has not.
+        self.stopped_at: float | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         sampler = self._sampler or study.sampler
@@ -52,4 +54,5 @@ class LRLawConvergence:
             return
         regret = belief.expected_regret
         if regret is not None and regret <= self.max_expected_regret:
+            self.stopped_at = regret
             study.stop()

@@ -42,7 +42,14 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_lrlaw.integration.study import FINISHED_STATES, NOISE_ATTR, study_scale, trial_outcome
+from optuna_lrlaw.integration.study import (
+    DIVERGED_ATTR,
+    FINISHED_STATES,
+    NOISE_ATTR,
+    ended_diverged,
+    study_scale,
+    trial_outcome,
+)
 from optuna_lrlaw.science.acquisition import spread_design
 from optuna_lrlaw.science.law import LRLaw
 from optuna_lrlaw.science.observations import blown_up
@@ -227,20 +234,30 @@ class LRLawSampler(BaseSampler):
     ) -> None:
         self._inner.after_trial(study, trial, state, values)
         if trial.params and self.lr_param not in trial.params:
-            self._warn_no_lr_param(study, trial)
+            self._warn_once(
+                study,
+                "no lr_param",
+                f"LRLawSampler looks for the learning rate under {self.lr_param!r}, but trial {trial.number} of "
+                f"study {study.study_name!r} suggested only {sorted(trial.params)}: the law is not used. "
+                f"Pass lr_param= the name your objective suggests the learning rate under",
+            )
+        elif state == TrialState.FAIL and self.lr_param in trial.params and not ended_diverged(trial):
+            self._warn_once(
+                study,
+                "failed",
+                f"trial {trial.number} of study {study.study_name!r} (lr {trial.params[self.lr_param]:.3g}) failed, "
+                "so it says nothing about the optimal LR and is left out, as is every later failure. If its run "
+                "diverged, return float('inf'): Optuna fails a trial whose objective returns NaN, as it does one "
+                f"that crashed. Or set trial.set_user_attr({DIVERGED_ATTR!r}, True) before the trial ends",
+            )
 
-    def _warn_no_lr_param(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        key = (study._study_id, "no lr_param")
+    def _warn_once(self, study: optuna.Study, kind: str, message: str) -> None:
+        key = (study._study_id, kind)
         with self._lock:
             if key in self._warned:
                 return
             self._warned.add(key)
-        warnings.warn(
-            f"LRLawSampler looks for the learning rate under {self.lr_param!r}, but trial {trial.number} of "
-            f"study {study.study_name!r} suggested only {sorted(trial.params)}: the law is not used. "
-            f"Pass lr_param= the name your objective suggests the learning rate under",
-            stacklevel=2,
-        )
+        warnings.warn(message, stacklevel=3)
 
     def reseed_rng(self) -> None:
         self._seed = int(np.random.SeedSequence().generate_state(1)[0])

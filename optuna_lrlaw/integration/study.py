@@ -18,12 +18,14 @@ the loss is the trial's value.
 
 What a finished trial says about the optimum (`trial_outcome`, shared by the law and the
 sampler): a completed trial gives its loss, diverged when the loss is not finite or the
-trial carries ``lrlaw.diverged``; a failed trial is a diverged run only when it carries
-``lrlaw.diverged``, and otherwise says nothing (a missing file or a lost worker is not the
-LR's doing; return ``inf`` or set the attribute for a run that blew up: Optuna records a
-returned NaN as a plain failure); a pruned trial counts only when its reported curve had
-diverged (see `optuna_lrlaw.science.training_curve.divergence`), as a censored run;
-otherwise a pruned loss is not comparable with final losses and is left out.
+trial carries ``lrlaw.diverged``. A failed or pruned trial is a diverged run (censored)
+when it carries ``lrlaw.diverged`` or its reported curve had diverged (see
+`optuna_lrlaw.science.training_curve.divergence`), and otherwise says nothing: a missing
+file or a lost worker is not the LR's doing, and a pruned loss is not a final loss.
+
+Optuna records an objective that returns NaN as a plain failure, indistinguishable from a
+crash, so a run that blew up should return ``inf`` (or set the attribute); `LRLawSampler`
+warns, naming the trial and that remedy, whenever a failed trial has to be left out.
 """
 
 from __future__ import annotations
@@ -201,18 +203,20 @@ def trial_outcome(trial: optuna.trial.FrozenTrial, lr_param: str = "lr") -> tupl
     if lr_param not in trial.params:
         return None
     lr = float(trial.params[lr_param])
-    flagged = bool(trial.user_attrs.get(DIVERGED_ATTR, False))
     state = trial.state
     if state == optuna.trial.TrialState.COMPLETE:
         loss = float(trial.value)
-        return lr, loss, flagged or not math.isfinite(loss)
-    if state == optuna.trial.TrialState.FAIL:
-        return (lr, math.nan, True) if flagged else None
-    if state == optuna.trial.TrialState.PRUNED:
-        curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
-        if flagged or divergence(curve) is not None:
-            return lr, math.nan, True
+        return lr, loss, bool(trial.user_attrs.get(DIVERGED_ATTR, False)) or not math.isfinite(loss)
+    if state in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED) and ended_diverged(trial):
+        return lr, math.nan, True
     return None
+
+
+def ended_diverged(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial that ended without a final loss had diverged: it carries
+    ``lrlaw.diverged``, or the curve it reported had (`divergence`)."""
+    curve = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+    return bool(trial.user_attrs.get(DIVERGED_ATTR, False)) or divergence(curve) is not None
 
 
 def observations_from_study(studies: optuna.Study | Iterable[optuna.Study], *, lr_param: str = "lr") -> pd.DataFrame:

@@ -60,7 +60,6 @@ from optuna_lrlaw.proxies.train import TrainConfig
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
 from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.scale import Scale
-from optuna_lrlaw.visualization import publish_to_dashboard
 
 #: Extra trials a rung may spend to bracket its optimum, and how far past its edge each goes.
 BRACKET_TRIALS = 2
@@ -71,15 +70,32 @@ DONE_ATTR = "lrlaw.ladder.done"
 
 
 class LadderEvents:
-    """Hooks called as the ladder climbs, for progress displays; the default does nothing.
+    """Hooks called as the ladder climbs, for progress displays and publishing; each does
+    nothing here. Subclass it and override what you need (or give any object with all its
+    methods): the CLI's rich progress bars do, and publish each finished rung to
+    optuna-dashboard, which the ladder itself never imports.
 
-    Any object with these methods will do (the CLI's rich progress bars are one)."""
+    Example:
+        >>> from optuna_lrlaw.visualization import publish_to_dashboard
+        >>> class ToDashboard(LadderEvents):
+        ...     def rung_finished(self, index, rung, study, prior):
+        ...         publish_to_dashboard(study, prior)
+        >>> run_ladder(default_rungs((32, 48)), events=ToDashboard())  # doctest: +SKIP
+    """
 
     def rung_started(self, index: int, rung: AnyRung, prior: LRPrediction | None, trials_left: int) -> None:
         """Rung ``index`` starts; ``prior`` is the law's prediction for it (None on a first rung)."""
 
     def trial_finished(self, index: int, rung: AnyRung, trial: FrozenTrial) -> None:
         """A trial of rung ``index`` has finished (completed, pruned or failed); -1 outside the ladder."""
+
+    def note(self, index: int, rung: AnyRung, message: str) -> None:
+        """Something a reader of the progress should know about rung ``index``, e.g. why it
+        ran fewer trials than it announced."""
+
+    def rung_finished(self, index: int, rung: AnyRung, study: optuna.Study, prior: LRPrediction | None) -> None:
+        """This worker has marked rung ``index`` done (once per rung, in one worker): the
+        moment to publish what it found, e.g. `publish_to_dashboard(study, prior)`."""
 
     def stage_started(self, label: str, rung: AnyRung, trials_left: int) -> None:
         """A search outside the ladder starts (`compare_search_costs`): ``label`` names it."""
@@ -189,21 +205,31 @@ def run_ladder(
         trials_left = 0 if done else trials - len(searched)  # a failed trial is retried, not counted
         events.rung_started(index, rung, prior, trials_left)
         if not done:
+            ran: list[int] = []
 
-            def report(study: optuna.Study, trial: FrozenTrial, index: int = index, rung: AnyRung = rung) -> None:
+            def report(
+                study: optuna.Study, trial: FrozenTrial, index: int = index, rung: AnyRung = rung, ran: list = ran
+            ) -> None:
+                if trial.user_attrs.get(SURPLUS_ATTR):
+                    return  # not a run: another worker had the rung's last slots
+                ran.append(trial.number)
                 events.trial_finished(index, rung, trial)
 
             if trials_left > 0:
-                _optimize(
-                    study,
-                    _admitted(objective, trials),
-                    n_trials=trials_left,
-                    callbacks=[LRLawConvergence(max_expected_regret), report],
-                )
+                convergence = LRLawConvergence(max_expected_regret)
+                _optimize(study, _admitted(objective, trials), n_trials=trials_left, callbacks=[convergence, report])
+                if len(ran) < trials_left:
+                    why = (
+                        "the other workers ran the rest"
+                        if convergence.stopped_at is None
+                        else f"converged (the best LR's expected regret, {convergence.stopped_at:.2%}, "
+                        f"is within {max_expected_regret:.2%})"
+                    )
+                    events.note(index, rung, f"ran {len(ran)} of {trials_left} trial(s) here: {why}")
             _finish_rung(study, storage, objective, lr_range, report)
             if not study.user_attrs.get(DONE_ATTR):
                 study.set_user_attr(DONE_ATTR, True)
-                publish_to_dashboard(study, prior)
+                events.rung_finished(index, rung, study, prior)
         rows.append(_summary(study, rung, prior))
     everything = LawFromStorage(storage, features=features, studies=study_names)
     with warnings.catch_warnings():  # no law at the end is what `law=None` says

@@ -175,9 +175,10 @@ class OptimumEstimate:
         """Posterior mean of the relative loss excess of training at ``lr`` instead of eta*.
 
         Under the fitted parabola, ``C * E[(log lr - log eta*)^2] / L_min``; None when no
-        parabola was fitted (fewer than three distinct LRs with a finite loss).
+        parabola was fitted (fewer than three distinct LRs with a finite loss) or the fit
+        does not curve up (``C <= 0``: the runs show no valley, so no regret can be judged).
         """
-        if self.curvature is None or not self.min_loss:
+        if self.curvature is None or self.curvature <= 0 or not self.min_loss:
             return None
         x = math.log(lr)
         squared_distance = (x - self.log_lr_mean) ** 2 + self.log_lr_sd**2

@@ -193,7 +193,8 @@ class LRPrediction:
 
     def search_range(self, q: float = 0.9, tolerance: float = 0.005) -> tuple[float, float]:
         """The LRs a search must cover so that, with probability ``q``, one of them loses at
-        most ``tolerance`` (0.005: 0.5%) against the optimum.
+        most ``tolerance`` (0.005: 0.5%) against the optimum; it always holds the median and
+        the recommended LR.
 
         An LR whose loss is within the tolerance of eta*'s is as good as eta* to the user.
         Such LRs reach ``below`` under eta* and ``above`` over it, where the loss shape at
@@ -201,21 +202,25 @@ class LRPrediction:
         curve (paper B, arXiv 2410.05838: the loss grows less sensitive to the LR as the
         horizon grows), the wider that band and the less a search must cover. If eta* lies
         in the ``q`` interval ``[lo, hi]``, an LR from ``lo * e^above`` to ``hi * e^-below``
-        is within reach of it; when that range is empty, the recommended LR alone is.
+        is within reach of it. When the interval is narrower than the band, one run is
+        enough, and the range is where it may go: every LR from ``hi * e^-below`` to
+        ``lo * e^above`` is within reach of eta* anywhere in the interval.
         """
         lo, hi = self.interval(q)
         below, above = self.shape.tolerance_band(tolerance)
-        start, stop = lo * math.exp(above), hi * math.exp(-below)
-        if start >= stop:
-            lr = self.recommend().lr
-            return lr, lr
-        return start, stop
+        start, stop = sorted((lo * math.exp(above), hi * math.exp(-below)))
+        chosen = (self.lr, self.recommend().lr)
+        return min(start, *chosen), max(stop, *chosen)
 
     def search_runs(self, q: float = 0.9, tolerance: float = 0.005) -> int:
         """Runs of a log-spaced grid over `search_range` such that eta*, anywhere in the ``q``
-        interval, has a grid LR within ``tolerance`` of its loss: 1 when the range is one LR."""
-        start, stop = self.search_range(q, tolerance)
+        interval, has a grid LR within ``tolerance`` of its loss: 1 when the interval is
+        narrower than the tolerance band (any LR of the range will do)."""
+        lo, hi = self.interval(q)
         below, above = self.shape.tolerance_band(tolerance)
+        if math.log(hi / lo) <= below + above:
+            return 1
+        start, stop = self.search_range(q, tolerance)
         return 1 + math.ceil(math.log(stop / start) / (below + above))
 
     def __str__(self) -> str:
