@@ -41,6 +41,7 @@ CASES = {
     "compare unknown preset": (["compare", "--preset", "laptop"], "preset must be one of cpu, gpu"),
     "report unknown storage scheme": (["report", "foo://bar"], "cannot open storage"),
     "report no such ladder": (["report", "sqlite:///empty.db", "--name", "nope"], "no rung of a ladder called 'nope'"),
+    "report no such file": (["report", "sqlite:///missing.db"], "no SQLite database at missing.db"),
     "target key twice": (["fit", "{runs}", "--target", "params=1e9,params=2e9,tokens=1e10"], "params is given twice"),
     "target without tokens": (["fit", "{runs}", "--target", "params=1e9"], "needs params=... and tokens=..."),
     "LR far out of range": (["fit", "{huge_lr}", "--target", "params=1e8,tokens=1e10"], "is not a learning rate"),
@@ -243,3 +244,36 @@ def test_bad_api_input_raises_a_clear_error_and_writes_nothing(case, tmp_path, m
         call()
     assert named in str(raised.value)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ladder", "--storage", "postgresql://lrlaw:SECRETPW@127.0.0.1:1/lrlaw", "--json"],
+        ["report", "postgresql://lrlaw:SECRETPW@127.0.0.1:1/lrlaw"],
+        ["ladder", "--storage", "mysql+pymysql://lrlaw:SECRETPW@127.0.0.1:1/lrlaw"],
+    ],
+    ids=["ladder postgresql", "report postgresql", "ladder mysql"],
+)
+def test_a_database_password_is_never_printed(args, tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from optuna_lrlaw.cli import main; sys.argv[0] = 'optuna-lrlaw'; main()",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and "cannot open storage" in done.stderr
+    assert "SECRETPW" not in done.stdout + done.stderr and "lrlaw:***@127.0.0.1" in done.stderr
+
+
+def test_urls_are_masked_where_they_are_printed_or_stored():
+    from optuna_lrlaw.integration.study import masked_url
+
+    assert masked_url("postgresql://lrlaw:p%40ss@db:5432/x") == "postgresql://lrlaw:***@db:5432/x"
+    assert masked_url("sqlite:////tmp/ladder.db") == "sqlite:////tmp/ladder.db"
+    assert "hunter2" not in masked_url("not a url://me:hunter2@host")

@@ -389,7 +389,41 @@ def test_the_report_is_one_offline_html_page_with_the_table_and_figures(untouche
     assert page.count("Plotly.newPlot") == 1 + 2 * len(result.rungs)  # the law, each rung's sweep and belief
     for rung in result.rungs["rung"]:
         assert rung in page
-    assert "recommended lr" in page
+    assert "One-shot LR (the law's median)" in page and "<th>optimum found</th>" in page
+    assert "<title>optuna-lrlaw: Scale-up ladder" in page and "Ladder ladder" not in page
+    # Without --target, a ladder that stored none says how to get the answer.
+    CliRunner().invoke(app, ["report", storage, "--out", str(out)])
+    assert "No target stored with this ladder" in out.read_text()
+
+
+def test_a_ladder_with_nothing_finished_has_no_report(tmp_path):
+    from optuna_lrlaw.visualization import ladder_report
+
+    def crash(lr, trial):
+        raise RuntimeError("the trainer fails")
+
+    storage = f"sqlite:///{tmp_path / 'failed.db'}"
+    with pytest.raises(RuntimeError):
+        run_ladder([TrainerRung("crashes", Scale(1e4, 1e5), crash)], storage=storage, trials=2)
+    with pytest.raises(ValueError, match="no finished trial yet"):
+        ladder_report(storage)
+
+
+def test_a_ladder_given_its_target_stores_it_and_its_report_leads_with_the_answer(tmp_path):
+    pytest.importorskip("plotly")
+    from optuna_lrlaw.visualization import ladder_report
+
+    storage = f"sqlite:///{tmp_path / 'target.db'}"
+    target = TrainerRung("mine-big", Scale(params=1e6, tokens=2e7), analytic_train(1e6))
+    result = run_ladder(trainer_rungs(), storage=storage, trials=6, target=target)
+    assert result.target == (target.name, target.scale())
+    loaded, _ = load_ladder(storage)
+    assert loaded.target == result.target
+    page = ladder_report(storage)
+    prediction = result.predict(target.scale())
+    answer = page.index("For mine-big (N = 1e+06 parameters")
+    assert answer < page.index("<h2>The law, through the rungs to the target</h2>") < page.index("<h2>The rungs</h2>")
+    assert f"optimal peak LR <b>{prediction.lr:.3g}</b>" in page and "expected regret" in page[answer:]
 
 
 def test_each_rung_shows_its_figures_and_note_in_optuna_dashboard(climbed):

@@ -34,7 +34,15 @@ def test_the_law_figure_shows_every_sweep_and_a_band_that_widens_to_the_target()
     hi = np.asarray(next(t for t in fig.data if t.name is None).y)
     assert hi[-1] / lo[-1] > hi[0] / lo[0]  # extrapolating widens the band
     (star,) = [t for t in fig.data if (t.name or "").startswith("target")]
-    assert star.x[0] == 1e9 and star.y[0] == pytest.approx(law.predict(target).recommend().lr)
+    prediction = law.predict(target)
+    assert star.x[0] == 1e9 and star.y[0] == pytest.approx(prediction.lr)  # the median, the one-shot LR
+    lo, hi = prediction.interval(0.9)
+    assert star.y[0] - star.error_y.arrayminus[0] == pytest.approx(lo) and star.y[0] + star.error_y.array[
+        0
+    ] == pytest.approx(hi)
+    # One band from the smallest sweep to the target: it starts at the sweeps, not at the largest.
+    band = next(t for t in fig.data if t.name == "law: 90% predictive interval")
+    assert min(band.x) == pytest.approx(law.optima["params"].min()) and max(band.x) == pytest.approx(1e9)
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.title.text == "optimal peak learning rate"
     assert len(plot_law(law).data) == len(fig.data) - 1  # no target: the band spans the sweeps
 

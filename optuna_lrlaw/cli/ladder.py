@@ -50,6 +50,7 @@ def ladder(
     predict the LR at --target-width. Everything is stored in --storage; rerun to resume."""
     import optuna
 
+    from optuna_lrlaw.integration.study import masked_url
     from optuna_lrlaw.ladder import default_rungs, run_ladder
     from optuna_lrlaw.ladder.run import json_records
 
@@ -67,11 +68,11 @@ def ladder(
     console = table_console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
     with ProgressEvents(console, len(rungs)) as events:
-        result = run_ladder(rungs, trials=trials, events=events, checkpoint_dir=checkpoint_dir, **common)
+        result = run_ladder(rungs, trials=trials, events=events, checkpoint_dir=checkpoint_dir, target=target, **common)
     prediction = result.predict(target.scale()) if result.law is not None else None
     if as_json:
         payload = {
-            "storage": storage,
+            "storage": masked_url(storage),
             "rungs": json_records(result.rungs),
             "target": _prediction_dict(target.name, prediction),
         }

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import time
 import warnings
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import sqlalchemy
 
 from optuna_lrlaw.science.observations import validate_observations
 from optuna_lrlaw.science.scale import Scale
@@ -114,7 +116,7 @@ def open_storage(
         return storage
     if not isinstance(storage, str) or "://" not in storage:
         raise ValueError(
-            f"storage {storage!r} is not a URL: use sqlite:///PATH.db, postgresql://USER:PASSWORD@HOST/DB "
+            f"storage {masked_url(storage)!r} is not a URL: use sqlite:///PATH.db, postgresql://USER:PASSWORD@HOST/DB "
             "or mysql://USER:PASSWORD@HOST/DB"
         )
     scheme, _, rest = storage.partition("://")
@@ -139,7 +141,25 @@ def open_storage(
                 time.sleep(random.uniform(0.1, 0.5) * attempts)  # another worker is creating the tables
                 continue
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ValueError(f"cannot open storage {storage!r}: {reason}") from None
+            if secret := _password(storage):
+                reason = reason.replace(secret, "***")
+            raise ValueError(f"cannot open storage {masked_url(storage)!r}: {reason}") from None
+
+
+def masked_url(url: object) -> str:
+    """``url`` with its password shown as ``***``: what a message, a log or a file may hold."""
+    text = str(url)
+    try:
+        return sqlalchemy.engine.make_url(text).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: mask anything between "user:" and "@"
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
+
+
+def _password(url: str) -> str | None:
+    try:
+        return sqlalchemy.engine.make_url(url).password
+    except Exception:
+        return None
 
 
 def _check_sqlite_path(url: str, path: str) -> None:
@@ -148,18 +168,18 @@ def _check_sqlite_path(url: str, path: str) -> None:
     file = Path(path)
     folder = file.parent.resolve()
     if not folder.is_dir():
-        raise ValueError(f"storage {url!r}: the folder {folder} does not exist")
+        raise ValueError(f"storage {masked_url(url)!r}: the folder {folder} does not exist")
     if file.is_dir():
-        raise ValueError(f"storage {url!r}: {file} is a folder, not a database file")
+        raise ValueError(f"storage {masked_url(url)!r}: {file} is a folder, not a database file")
     if file.exists():
         with file.open("rb") as handle:
             header = handle.read(16)
         if header and header != b"SQLite format 3\x00":
-            raise ValueError(f"storage {url!r}: {file} is not an SQLite database")
+            raise ValueError(f"storage {masked_url(url)!r}: {file} is not an SQLite database")
         if not os.access(file, os.W_OK):
-            raise ValueError(f"storage {url!r}: {file} is not writable")
+            raise ValueError(f"storage {masked_url(url)!r}: {file} is not writable")
     elif not os.access(folder, os.W_OK):
-        raise ValueError(f"storage {url!r}: the folder {folder} is not writable")
+        raise ValueError(f"storage {masked_url(url)!r}: the folder {folder} is not writable")
 
 
 def name_the_metric(study: optuna.Study) -> None:

@@ -27,7 +27,8 @@ import socket
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import optuna
 import pandas as pd
@@ -67,6 +68,8 @@ BRACKET_STEP = 2.0
 #: Study user attributes the ladder writes: the rung's model (and place), and that it finished.
 RUNG_ATTR = "lrlaw.ladder.rung"
 DONE_ATTR = "lrlaw.ladder.done"
+#: On a ladder's first rung: the model it prepares for (name and scale), when given.
+TARGET_ATTR = "lrlaw.ladder.target"
 
 
 class LadderEvents:
@@ -101,6 +104,13 @@ class LadderEvents:
         """A search outside the ladder starts (`compare_search_costs`): ``label`` names it."""
 
 
+class LadderTarget(NamedTuple):
+    """The model a ladder prepares for: its name and scale (stored with the ladder)."""
+
+    name: str
+    scale: Scale
+
+
 @dataclass(frozen=True)
 class LadderResult:
     """What a ladder found: one row per rung, and the law fitted on all of them.
@@ -111,11 +121,12 @@ class LadderResult:
     search's result (``best_lr``, ``best_loss``, and the rung's optimum as its own sweep
     measures it, ``lr_star`` with its 90% interval ``lr_lo``, ``lr_hi``, and ``bracketed``:
     False when it is only a bound and the law leaves the rung out); its cost (``flops``,
-    ``wall_seconds``).
+    ``wall_seconds``). ``target``: the model the ladder prepares for, when it was given one.
     """
 
     rungs: pd.DataFrame
     law: LRLaw | None
+    target: LadderTarget | None = None
 
     def predict(self, scale: Scale) -> LRPrediction:
         """The law's prediction at a new scale, e.g. the model the ladder prepares for."""
@@ -136,6 +147,7 @@ def run_ladder(
     device: str = "auto",
     seed: int = 0,
     events: LadderEvents | None = None,
+    target: AnyRung | None = None,
     **training,
 ) -> LadderResult:
     """Search the optimal LR at each rung, smallest first, refitting the law after every trial.
@@ -156,6 +168,8 @@ def run_ladder(
             created and every worker that joins it trains with that one, whatever its own
             ``seed``: a run another worker retries resumes its checkpoint.
         events: progress hooks (`LadderEvents`).
+        target: the model the ladder prepares for; stored with the ladder, so that its
+            report (`load_ladder`, ``optuna-lrlaw report``) leads with the LR predicted for it.
         training: further `TrainConfig` fields for every run (``schedule``, ``corpus``, ...).
 
     Example:
@@ -196,6 +210,10 @@ def run_ladder(
         )
         record_rung(study, rung, index=index)
         set_study_scale(study, objective.scale)
+        if index == 0:
+            if target is not None:
+                study.set_user_attr(TARGET_ATTR, {"name": target.name, **asdict(target.scale())})
+            stored_target = _target_of(study)
         fitted = law.law_for(study)
         prior = None if fitted is None else fitted.predict(objective.scale)
         done = study.user_attrs.get(DONE_ATTR, False)
@@ -234,7 +252,7 @@ def run_ladder(
     everything = LawFromStorage(storage, features=features, studies=study_names)
     with warnings.catch_warnings():  # no law at the end is what `law=None` says
         warnings.simplefilter("ignore", UserWarning)
-        return LadderResult(pd.DataFrame(rows), everything.law_for(None))
+        return LadderResult(pd.DataFrame(rows), everything.law_for(None), stored_target)
 
 
 #: On a ladder's first rung: the training seed of all its proxy runs, set by the worker
@@ -310,7 +328,16 @@ def load_ladder(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         law = LawFromStorage(storage, features=features, studies=names).law_for(None)
-    return LadderResult(pd.DataFrame(rows), law), studies
+    return LadderResult(pd.DataFrame(rows), law, _target_of(studies[0])), studies
+
+
+def _target_of(first: optuna.Study) -> LadderTarget | None:
+    """The target stored on a ladder's first rung, if any."""
+    stored = first.user_attrs.get(TARGET_ATTR)
+    if stored is None:
+        return None
+    fields = {k: v for k, v in stored.items() if k != "name" and v is not None}
+    return LadderTarget(stored["name"], Scale(**fields))
 
 
 def _stored_rung(stored: dict, scale: Scale) -> AnyRung:

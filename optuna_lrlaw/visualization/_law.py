@@ -20,10 +20,11 @@ _BAND_POINTS = 60
 def plot_law(law: LRLaw, target: Scale | None = None) -> go.Figure:
     """Optimal LR against model size: every sweep's optimum (its 90% interval as error bars,
     hollow when the sweep does not bracket it), and the law's median with its 90% predictive
-    band along the path from the largest sweep to ``target`` (marked), or across the sweeps.
+    band, one continuous band from the smallest sweep through the largest to ``target``
+    (marked at its median, the one-shot LR, with its 90% interval), or across the sweeps.
 
-    The path moves N, D (and B) together, log-linearly, from the largest sweep's scale: the
-    band widens as the law extrapolates.
+    The path moves N, D (and B) together, log-linearly from sweep to sweep and then to the
+    target: the band widens as the law extrapolates.
 
     Example:
         >>> plot_law(fit_law(runs), target=Scale(1.07e9, 2e10)).show()  # doctest: +SKIP
@@ -63,7 +64,7 @@ def plot_law(law: LRLaw, target: Scale | None = None) -> go.Figure:
         t_lo, t_hi = prediction.interval(0.9)
         fig.add_scatter(
             x=[target.params],
-            y=[prediction.recommend().lr],
+            y=[prediction.lr],
             error_y={
                 "type": "data",
                 "symmetric": False,
@@ -72,7 +73,7 @@ def plot_law(law: LRLaw, target: Scale | None = None) -> go.Figure:
             },
             mode="markers",
             marker={"size": 15, "symbol": "star", "color": "hsl(0, 75%, 50%)"},
-            name=f"target: recommended LR (N={target.params:.3g}, D={target.tokens:.3g})",
+            name=f"target: one-shot LR, the median (N={target.params:.3g}, D={target.tokens:.3g})",
         )
     fig.update_xaxes(title_text="parameters N", type="log")
     fig.update_yaxes(title_text="optimal peak learning rate", type="log")
@@ -86,14 +87,17 @@ def _error_bars(y, lo, hi) -> dict[str, object]:
 
 
 def _path(law: LRLaw, target: Scale | None) -> list[Scale]:
-    """Scales from the largest sweep to ``target`` (or from the smallest sweep to the largest)."""
+    """Scales from the smallest model size through each larger one to ``target`` (if given),
+    log-linear between consecutive stops; sweeps of one model size make one stop, at the
+    geometric mean of their scales."""
     keys = [k for k in ("params", "tokens", "batch_tokens") if k in law.optima.columns]
-    ordered = law.optima.sort_values("params")
-    start = ordered.iloc[0 if target is None else -1]
-    begin = np.array([float(start[k]) for k in keys])
-    if target is None:
-        end = np.array([float(ordered.iloc[-1][k]) for k in keys])
-    else:
-        end = np.array([float(getattr(target, k) or start[k]) for k in keys])
-    steps = np.exp(np.linspace(np.log(begin), np.log(end), _BAND_POINTS))
-    return [Scale(**dict(zip(keys, row, strict=True))) for row in steps]
+    sizes = np.exp(np.log(law.optima[keys].astype(float)).groupby(law.optima["params"]).mean()).sort_index()
+    stops = [row.to_numpy() for _, row in sizes.iterrows()]
+    if target is not None:
+        stops.append(np.array([float(getattr(target, k) or sizes.iloc[-1][k]) for k in keys]))
+    per_leg = max(2, _BAND_POINTS // max(len(stops) - 1, 1))
+    legs = [
+        np.exp(np.linspace(np.log(begin), np.log(end), per_leg))[(1 if leg else 0) :]
+        for leg, (begin, end) in enumerate(zip(stops[:-1], stops[1:], strict=True))
+    ] or [stops[0][None, :]]
+    return [Scale(**dict(zip(keys, row, strict=True))) for row in np.concatenate(legs)]
