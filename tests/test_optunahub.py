@@ -1,5 +1,5 @@
 """The OptunaHub package passes the registry's own checks (optuna/optunahub-registry: the
-front matter its header check and site build parse, ruff and ruff-format with its
+front matter its header check and site build parse, ruff, ruff-format and mypy with its
 settings, mdformat with mdformat-myst) and its example runs as the registry runs it."""
 
 import re
@@ -58,6 +58,19 @@ def test_ruff_passes_with_the_registry_settings(command):
     # package/ruff.toml holds the registry's settings (line length 99, single-line imports).
     done = subprocess.run([ruff, *command, str(REGISTRY)], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_passes_with_the_registry_settings():
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    if mypy is None:
+        pytest.skip("mypy is not installed: install the dev extra")
+    done = subprocess.run(
+        [mypy, "--config-file", str(REGISTRY / "mypy.ini"), "--no-incremental", str(PACKAGE)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0 and "unused section" not in done.stdout + done.stderr, done.stdout + done.stderr
 
 
 def test_mdformat_with_myst_leaves_the_readme_unchanged():
