@@ -228,6 +228,7 @@ def rungs_table(rungs, width: int) -> Table:
     """The rungs as a table no wider than ``width``: columns that do not fit are left out,
     the least wanted first (`_COLUMNS`), and the caption says which."""
     cells = [_rung_cells(row) for _, row in rungs.iterrows()]
+    unbounded = Console(width=10_000)  # measures a table's natural width
     for kept in range(len(_COLUMNS), 1, -1):
         columns = _COLUMNS[:kept]
         dropped = _COLUMNS[kept:]
@@ -239,8 +240,7 @@ def rungs_table(rungs, width: int) -> Table:
             table.add_column(column, justify="left" if column == "rung" else "right", no_wrap=True)
         for row in cells:
             table.add_row(*(row[column] for column in columns))
-        wide = Console(width=10_000)
-        if Measurement.get(wide, wide.options, table).maximum <= width:
+        if Measurement.get(unbounded, unbounded.options, table).maximum <= width:
             break
     return table
 

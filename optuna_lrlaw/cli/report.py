@@ -22,12 +22,13 @@ def report(
     (plotly.js inlined: it renders with no network)."""
     import optuna
 
+    from optuna_lrlaw.integration.study import sqlite_path
     from optuna_lrlaw.visualization import ladder_report
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    scheme, _, rest = storage.partition("://")
-    if scheme == "sqlite" and rest[1:] not in ("", ":memory:") and not Path(rest[1:]).is_file():
-        raise ValueError(f"no SQLite database at {rest[1:]}: the report reads a climbed ladder, it creates nothing")
+    path = sqlite_path(storage)
+    if path not in (None, "", ":memory:") and not Path(path).is_file():
+        raise ValueError(f"no SQLite database at {path}: the report reads a climbed ladder, it creates nothing")
     page = ladder_report(storage, name, None if target is None else Scale.parse(target))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")

@@ -119,9 +119,8 @@ def open_storage(
             f"storage {masked_url(storage)!r} is not a URL: use sqlite:///PATH.db, postgresql://USER:PASSWORD@HOST/DB "
             "or mysql://USER:PASSWORD@HOST/DB"
         )
-    scheme, _, rest = storage.partition("://")
-    if scheme == "sqlite":
-        _check_sqlite_path(storage, rest[1:])
+    if (path := sqlite_path(storage)) is not None:
+        _check_sqlite_path(storage, path)
     attempts = 0
     while True:
         try:
@@ -144,6 +143,12 @@ def open_storage(
             if secret := _password(storage):
                 reason = reason.replace(secret, "***")
             raise ValueError(f"cannot open storage {masked_url(storage)!r}: {reason}") from None
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file path of an SQLite URL ("" or ":memory:" for an in-memory one), else None."""
+    scheme, _, rest = url.partition("://")
+    return rest[1:] if scheme == "sqlite" else None
 
 
 def masked_url(url: object) -> str:
