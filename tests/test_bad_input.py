@@ -1,5 +1,8 @@
 """Bad input, one row per kind: one clear line on stderr, exit code 2, no traceback, nothing written."""
 
+import functools
+import json
+import math
 import os
 import subprocess
 import sys
@@ -61,12 +64,40 @@ CASES = {
     "prepare: a folder of nothing": (["data", "prepare", "{empty_folder}", "--out", "c.bin"], "no files matching"),
     "prepare: into a folder": (["data", "prepare", "{text}", "--out", "folder"], "is a folder"),
     "prepare: unknown tokenizer": (["data", "prepare", "{text}", "--out", "c.bin", "--tokenizer", "x"], "tokenizer"),
+    "prepare: a pattern reaching up": (
+        ["data", "prepare", "{text_folder}", "--out", "c.bin", "--pattern", "../*"],
+        "reaches outside",
+    ),
+    "prepare: an absolute pattern": (
+        ["data", "prepare", "{text_folder}", "--out", "c.bin", "--pattern", "/etc/*"],
+        "reaches outside",
+    ),
+    "ladder name empty": (["ladder", "--name", ""], "name must name the ladder"),
+    "ladder seed negative": (["ladder", "--seed", "-1"], "seed must be at least 0"),
+    "in-memory SQLite": (["ladder", "--storage", "sqlite:///:memory:"], "in-memory SQLite database"),
+    "in-memory SQLite, short form": (["report", "sqlite://"], "in-memory SQLite database"),
+    "checkpoint folder is a file": (
+        ["ladder", "--device", "cpu", "--checkpoint-dir", "notes.db"],
+        "is a file, not a folder",
+    ),
+    "checkpoint folder under a file": (["ladder", "--device", "cpu", "--checkpoint-dir", "notes.db/ck"], "is a file"),
+    "tokens per parameter infinite": (["ladder", "--tokens-per-param", "inf"], "positive and finite"),
+    "tokens per parameter too few for a step": (["ladder", "--tokens-per-param", "1e-9"], "a rung needs at least 10"),
+    "batch too large for the budget": (["ladder", "--batch-size", "10000000"], "a rung needs at least 10"),
+    "depth beyond memory": (["ladder", "--device", "cpu", "--depth", "100000"], "GiB to train, more than"),
+    "width beyond memory": (["ladder", "--device", "cpu", "--widths", "16,65536"], "GiB to train, more than"),
+    "sequence beyond the corpus": (
+        ["ladder", "--device", "cpu", "--seq-len", "8192", "--tokens-per-param", "200", "--corpus", "{good}"],
+        "fewer than one sequence",
+    ),
+    "stale-after too short": (["ladder", "--stale-after", "0"], "stale_after must be at least 4"),
+    "compare --out a folder": (["compare", "--out", "folder"], "--out 'folder' is a folder, not a file"),
+    "compare --figure a folder": (["compare", "--figure", "folder"], "--figure 'folder' is a folder, not a file"),
 }
 
 
 def corrupt_corpora(folder: Path) -> dict[str, str]:
     """A good corpus, and copies of it broken one way each (as a disk or a hand edit breaks them)."""
-    import json
     import shutil
 
     from optuna_lrlaw.proxies import prepare_corpus
@@ -91,6 +122,7 @@ def corrupt_corpora(folder: Path) -> dict[str, str]:
             shutil.copy(good.with_name("good" + suffix), folder / (name + suffix))
         edit(stem)
         paths[name] = str(folder / f"{name}.bin")
+    paths["good"] = str(good)
     return paths
 
 
@@ -117,6 +149,7 @@ def workdir(tmp_path):
         "empty_text": str(tmp_path / "texts" / "empty.txt"),
         "empty_folder": str(tmp_path / "texts" / "nothing"),
         "text": str(tmp_path / "corpora" / "text.txt"),
+        "text_folder": str(tmp_path / "texts"),
     }
     return tmp_path, files
 
@@ -166,9 +199,10 @@ def test_the_sampler_warns_when_its_lr_param_never_appears():
 
 def _api_cases():
     """Bad input to the public API, one row per kind: (call, exception, what the message names)."""
-    from optuna_lrlaw import LRLaw, Scale, fit_law
+    from optuna_lrlaw import LawFromStorage, LRLaw, LRLawConvergence, LRLawPruner, Scale, fit_law
     from optuna_lrlaw.integration.study import open_storage
     from optuna_lrlaw.ladder import ComparisonPlan, TrainerRung, comparison_plan, default_rungs, run_ladder
+    from optuna_lrlaw.proxies import proxy_objective
     from optuna_lrlaw.proxies.config import ProxyConfig
     from optuna_lrlaw.proxies.train import resolve_device
     from optuna_lrlaw.science.loss_shape import LossShape
@@ -229,8 +263,100 @@ def _api_cases():
             "tolerance",
         ),
         "open_storage: not a URL": (lambda: open_storage("x.db"), ValueError, "'x.db'"),
+        "open_storage: in memory": (lambda: open_storage("sqlite:///:memory:"), ValueError, "in-memory SQLite"),
         "resolve_device: unknown": (lambda: resolve_device("tpu"), ValueError, "'tpu'"),
+        "sampler: inner by name": (lambda: LRLawSampler(inner="tpe"), TypeError, "inner must be an Optuna sampler"),
+        "sampler: negative seed": (lambda: LRLawSampler(seed=-1), ValueError, "seed must be at least 0"),
+        "sampler: fractional seed": (lambda: LRLawSampler(seed=1.5), TypeError, "seed must be an integer"),
+        "pruner: inner by name": (lambda: LRLawPruner(inner="median"), TypeError, "inner must be an Optuna pruner"),
+        "pruner: fractional min_finished": (lambda: LRLawPruner(min_finished=5.5), TypeError, "min_finished"),
+        "pruner: too few min_finished": (lambda: LRLawPruner(min_finished=2), ValueError, "min_finished"),
+        "pruner: NaN spike_factor": (lambda: LRLawPruner(spike_factor=math.nan), ValueError, "spike_factor"),
+        "pruner: spike_factor of 1": (lambda: LRLawPruner(spike_factor=1.0), ValueError, "spike_factor"),
+        "pruner: min_probability of 1": (lambda: LRLawPruner(min_probability=1.0), ValueError, "min_probability"),
+        "pruner: warmup_fraction of 2": (lambda: LRLawPruner(warmup_fraction=2.0), ValueError, "warmup_fraction"),
+        "pruner: min_probability as text": (lambda: LRLawPruner(min_probability="0.1"), TypeError, "min_probability"),
+        "pruner: lr_param not a string": (lambda: LRLawPruner(lr_param=None), TypeError, "lr_param"),
+        "convergence: fractional min_trials": (lambda: LRLawConvergence(min_trials=2.5), TypeError, "min_trials"),
+        "convergence: zero regret": (lambda: LRLawConvergence(0.0), ValueError, "max_expected_regret"),
+        "convergence: sampler by name": (lambda: LRLawConvergence(sampler="tpe"), TypeError, "sampler must be"),
+        "LawFromStorage: not a URL": (lambda: LawFromStorage("not-a-url"), ValueError, "'not-a-url' is not a URL"),
+        "LawFromStorage: in memory": (lambda: LawFromStorage("sqlite://"), ValueError, "in-memory SQLite"),
+        "LawFromStorage: features as one string": (
+            lambda: LawFromStorage(optuna.storages.InMemoryStorage(), features="params"),
+            TypeError,
+            "features must be a sequence",
+        ),
+        "LawFromStorage: unknown feature": (
+            lambda: LawFromStorage(optuna.storages.InMemoryStorage(), features=("flops",)),
+            ValueError,
+            "features must be distinct names",
+        ),
+        "LawFromStorage: prior by name": (
+            lambda: LawFromStorage(optuna.storages.InMemoryStorage(), prior="weak"),
+            TypeError,
+            "prior must be a LawPrior",
+        ),
+        "LawFromStorage: studies as one string": (
+            lambda: LawFromStorage(optuna.storages.InMemoryStorage(), studies="ladder/w32"),
+            TypeError,
+            "studies must be a collection",
+        ),
+        "fit_law: features as one string": (lambda: fit_law(good, features="params"), TypeError, "features"),
+        "predict: a tuple for a Scale": (lambda: _law().predict((1e9, 1e10)), TypeError, "scale must be a Scale"),
+        "reach: a dict for a Scale": (lambda: _law().reach({"params": 1e9}), TypeError, "scale must be a Scale"),
+        "from_json: a NaN weight": (lambda: LRLaw.from_json(_law_json(weight=None)), ValueError, "not finite"),
+        "from_json: a negative weight": (lambda: LRLaw.from_json(_law_json(weight=-1.0)), ValueError, "non-negative"),
+        "from_json: a negative variance": (lambda: LRLaw.from_json(_law_json(variance=-1.0)), ValueError, "variances"),
+        "from_json: a negative scatter": (lambda: LRLaw.from_json(_law_json(tau=-0.1)), ValueError, "tau"),
+        "run_ladder: negative seed": (lambda: run_ladder(rungs, storage=db, seed=-1), ValueError, "seed"),
+        "run_ladder: fractional trials": (lambda: run_ladder(rungs, storage=db, trials=2.5), TypeError, "trials"),
+        "run_ladder: empty name": (lambda: run_ladder(rungs, storage=db, name=""), ValueError, "name must name"),
+        "run_ladder: stale_after of 0": (
+            lambda: run_ladder(rungs, storage=db, stale_after=0),
+            ValueError,
+            "stale_after",
+        ),
+        "default_rungs: infinite tokens": (
+            lambda: default_rungs((32,), tokens_per_param=math.inf),
+            ValueError,
+            "tokens_per_param",
+        ),
+        "default_rungs: too few tokens for a step": (
+            lambda: default_rungs((32,), tokens_per_param=1e-3),
+            ValueError,
+            "a rung needs at least 10",
+        ),
+        "proxy_objective: beyond memory": (
+            lambda: proxy_objective(ProxyConfig(width=32, depth=100_000, heads=2), tokens=2**22, device="cpu"),
+            ValueError,
+            "GiB to train",
+        ),
+        "proxy_objective: checkpoint folder is a file": (
+            lambda: proxy_objective(ProxyConfig(width=32, depth=1, heads=2), tokens=2**16, checkpoint_dir=__file__),
+            ValueError,
+            "checkpoint_dir",
+        ),
     }
+
+
+@functools.cache
+def _law():
+    from optuna_lrlaw import fit_law
+
+    return fit_law(pd.DataFrame(GOOD))
+
+
+def _law_json(*, weight=1.0, variance=None, tau=None) -> str:
+    """A law's JSON with one number of its posterior changed (as a hand edit or a bad writer would)."""
+    payload = json.loads(_law().to_json())
+    posterior = payload["posterior"]
+    posterior["weights"][0] = weight if weight != 1.0 else posterior["weights"][0]
+    if variance is not None:
+        posterior["covs"][0][0][0] = variance
+    if tau is not None:
+        posterior["tau"][0] = tau
+    return json.dumps(payload)
 
 
 API_CASES = list(_api_cases())
@@ -277,3 +403,63 @@ def test_urls_are_masked_where_they_are_printed_or_stored():
     assert masked_url("postgresql://lrlaw:p%40ss@db:5432/x") == "postgresql://lrlaw:***@db:5432/x"
     assert masked_url("sqlite:////tmp/ladder.db") == "sqlite:////tmp/ladder.db"
     assert "hunter2" not in masked_url("not a url://me:hunter2@host")
+
+
+def _faults():
+    """Faults of the machine or the database as they reach the command, one per kind."""
+    import errno
+
+    import sqlalchemy.exc
+    import torch
+
+    def disk_full_inside_optuna():
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/ckpt/run.pt.tmp")
+        except OSError as error:
+            raise RuntimeError("Should not reach.") from error
+
+    def database_gone():
+        cause = Exception("server closed the connection (postgresql://lrlaw:SECRETPW@db/lrlaw)")
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, cause)
+
+    def gpu_out_of_memory():
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    def cpu_out_of_memory():
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 51539607552 bytes")
+
+    def storage_internal():
+        raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
+
+    return {
+        "disk full, inside Optuna": (disk_full_inside_optuna, "no space left on the disk (/ckpt/run.pt.tmp)"),
+        "database gone": (database_gone, "the database stopped answering"),
+        "GPU out of memory": (gpu_out_of_memory, "out of memory while training"),
+        "CPU out of memory": (cpu_out_of_memory, "out of memory while training"),
+        "storage error": (storage_internal, "the database stopped answering"),
+    }
+
+
+@pytest.mark.parametrize("fault", list(_faults()))
+def test_a_fault_of_the_machine_or_the_database_is_one_line_naming_it(fault, monkeypatch, capsys):
+    """Faults end with exit code 1 and one line: the cause, the remedy, and that a rerun resumes."""
+    import optuna_lrlaw.cli as cli
+
+    raise_it, named = _faults()[fault]
+    monkeypatch.setattr(cli, "app", raise_it)
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("optuna-lrlaw: error: ") and named in err
+    assert "run the same command again" in err and "SECRETPW" not in err
+
+
+def test_bad_input_is_not_taken_for_a_fault(monkeypatch, capsys):
+    """A storage that cannot be opened is bad input (exit 2), though SQLAlchemy's error lies beneath."""
+    import optuna_lrlaw.cli as cli
+
+    monkeypatch.setattr(cli.sys, "argv", ["optuna-lrlaw", "report", "postgresql://u:PW@127.0.0.1:1/x"])
+    with pytest.raises(SystemExit) as ended:
+        cli.main()
+    assert ended.value.code == 2 and "cannot open storage" in capsys.readouterr().err

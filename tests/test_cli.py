@@ -42,6 +42,29 @@ def test_fit_json_predicts_the_known_law_within_its_interval():
 
 
 @pytest.mark.parametrize(
+    ("target", "said", "warned"),
+    [
+        ("params=1e8,tokens=6.4e9", "4x beyond the largest sweep in tokens", None),
+        ("params=1e7,tokens=1e9", "within the range of the sweeps", None),
+        ("params=1e11,tokens=6.4e12", "4e+03x beyond the largest sweep in tokens", "past 100x"),
+        ("params=1e6,tokens=4e8", "2x below the smallest sweep in params", "fitted for scaling up"),
+    ],
+)
+def test_fit_says_how_far_the_target_lies_from_the_sweeps(target, said, warned):
+    """The sweeps span N 2e6..3e7 and D 4e8..1.6e9: the answer says where the target lies,
+    and warns past the documented limit or below the sweeps."""
+    out = cli("fit", str(EXAMPLE), "--target", target)
+    assert out.returncode == 0, out.stderr
+    assert f"The target lies {said}." in out.stdout
+    assert ("warning:" in out.stdout) == (warned is not None)
+    if warned:
+        assert warned in " ".join(out.stdout.split())
+    reach = json.loads(cli("fit", str(EXAMPLE), "--target", target, "--json").stdout)["prediction"]["reach"]
+    words = {"above": "beyond the largest", "below": "below the smallest", "inside": "within the range"}
+    assert words[reach["side"]] in said and (reach["side"] == "inside" or f"in {reach['feature']}" in said)
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["missing.csv", "--target", "params=1e8,tokens=1e9"], "missing.csv"),

@@ -172,18 +172,78 @@ def test_a_ladder_from_before_the_seed_was_stored_keeps_training_at_the_default_
 
 def test_a_trial_left_running_without_heartbeats_is_failed_and_its_run_searched_again(tmp_path, monkeypatch):
     """A trial a worker without heartbeats left running (an older version's) holds no slot of
-    the budget once it is older than a stale heartbeat: the next climb fails it, with a warning."""
-    from optuna_lrlaw.ladder import run as run_module
+    the budget once it is older than ``stale_after``: the next climb fails it, with a warning."""
+    import time
 
     rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: 3.0 + 0.05 * math.log(lr / 3e-3) ** 2)
     storage = f"sqlite:///{tmp_path / 'zombie.db'}"
-    optuna.create_study(storage=storage, study_name="ladder/mine").ask()  # its worker died long ago
-    monkeypatch.setattr(run_module, "STALE_SECONDS", 0)
-    with pytest.warns(UserWarning, match="trial 0 of 'ladder/mine' has run since .* without a heartbeat"):
-        result = run_ladder([rung], storage=storage, trials=3, max_expected_regret=1e-12)
+    study = optuna.create_study(storage=storage, study_name="ladder/mine")
+    record_rung(study, rung, index=0)  # a ladder's rung, whose worker died in its first trial
+    study.ask()
+    time.sleep(4.5)
+    with pytest.warns(UserWarning, match="trial 0 of 'ladder/mine' is marked failed and run again: .*without a heart"):
+        result = run_ladder([rung], storage=storage, trials=3, max_expected_regret=1e-12, stale_after=4)
     states = [t.state for t in optuna.load_study(study_name="ladder/mine", storage=storage).trials]
     assert states[0] == optuna.trial.TrialState.FAIL and optuna.trial.TrialState.RUNNING not in states
     assert result.rungs.iloc[0]["trials"] >= 3 and result.rungs.iloc[0]["failed"] == 1
+
+
+def test_a_trial_of_a_worker_on_a_storage_without_heartbeats_does_not_hang_the_next_climb(tmp_path):
+    """A worker on a storage without heartbeats (``run_ladder(storage=RDBStorage(url))``) is
+    killed mid-trial: the next climb, on a storage with heartbeats, waits ``stale_after`` for
+    it, says so, then fails it and runs its LR again, instead of waiting for ever."""
+    import time
+
+    from optuna_lrlaw.ladder.run import HEARTBEAT_ATTR, WORKER_ATTR
+
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: 3.0 + 0.05 * math.log(lr / 3e-3) ** 2)
+    url = f"sqlite:///{tmp_path / 'silent.db'}"
+    study = optuna.create_study(storage=optuna.storages.RDBStorage(url), study_name="ladder/mine")
+    record_rung(study, rung, index=0)
+    for lr in (1e-3, 3e-3, 9e-3):
+        study.enqueue_trial({"lr": lr})
+    study.optimize(lambda t: 3.0 + 0.05 * math.log(t.suggest_float("lr", 1e-4, 1e-1, log=True) / 3e-3) ** 2, n_trials=3)
+    killed = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    killed.set_user_attr(WORKER_ATTR, "another-host:4242")
+    killed.set_user_attr(HEARTBEAT_ATTR, False)
+    started = time.monotonic()
+    with pytest.warns(UserWarning, match=f"trial {killed.number} .* run again: it has run without a heartbeat"):
+        result = run_ladder([rung], storage=url, trials=4, max_expected_regret=1e-12, stale_after=4)
+    assert time.monotonic() - started >= 4  # it waited for the silent trial, then went on
+    trials = optuna.load_study(study_name="ladder/mine", storage=url).trials
+    assert trials[killed.number].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].params["lr"] == killed.params["lr"]  # the same run, not a new LR
+    assert retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]
+    assert result.rungs.iloc[0]["failed"] == 1
+
+
+def test_a_trial_of_a_local_worker_that_has_ended_is_run_again_at_once(tmp_path):
+    """A worker of this machine whose process has ended is not waited for: its trial is
+    failed and its LR run again without waiting for its heartbeat to go stale."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from optuna_lrlaw.ladder.run import HEARTBEAT_ATTR, WORKER_ATTR
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: 3.0 + 0.05 * math.log(lr / 3e-3) ** 2)
+    url = f"sqlite:///{tmp_path / 'ended.db'}"
+    study = optuna.create_study(storage=url, study_name="ladder/mine")
+    record_rung(study, rung, index=0)
+    killed = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    killed.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{ended.pid}")
+    killed.set_user_attr(HEARTBEAT_ATTR, True)
+    time.sleep(5.5)  # past the moments in which a retried trial's new worker marks it
+    with pytest.warns(UserWarning, match=f"its worker {socket.gethostname()}:{ended.pid} has ended"):
+        run_ladder([rung], storage=url, trials=3, max_expected_regret=1e-12)  # stale_after: 120 s
+    trials = optuna.load_study(study_name="ladder/mine", storage=url).trials
+    assert trials[0].state == optuna.trial.TrialState.FAIL
+    assert [t.params["lr"] for t in trials if t.system_attrs.get("failed_trial") == 0] == [killed.params["lr"]]
 
 
 def test_a_worker_killed_while_bracketing_leaves_a_run_the_next_worker_finishes(tmp_path):
@@ -201,6 +261,7 @@ def test_a_worker_killed_while_bracketing_leaves_a_run_the_next_worker_finishes(
     url = f"sqlite:///{tmp_path / 'bracketing.db'}"
     storage = open_storage(url, heartbeat_seconds=1, stale_seconds=1)
     study = optuna.create_study(storage=storage, study_name="ladder/mine")
+    record_rung(study, TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: loss(lr)), index=0)
     for lr in (1e-4, 1.4e-4, 2e-4):  # a search far below the optimum: its best run sits at the upper edge
         study.enqueue_trial({"lr": lr})
     study.optimize(lambda t: loss(t.suggest_float("lr", 1e-4, 1e-1, log=True)), n_trials=3)
@@ -233,6 +294,7 @@ def test_a_bracketing_lr_that_keeps_failing_is_not_tried_for_ever(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'failing.db'}"
     study = optuna.create_study(storage=url, study_name="ladder/mine")
+    record_rung(study, TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: loss(lr)), index=0)
     for lr in (1e-4, 1.4e-4, 2e-4):
         study.enqueue_trial({"lr": lr})
     study.optimize(lambda t: loss(t.suggest_float("lr", 1e-4, 1e-1, log=True)), n_trials=3)
@@ -279,6 +341,7 @@ def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_pa
     (rung,) = default_rungs((16,), **TINY)
     # Three runs far below the optimum (near 1e-2): the best is the highest of them.
     study = optuna.create_study(storage=storage, study_name=f"ladder/{rung.name}")
+    record_rung(study, rung, index=0)
     for lr in (1e-4, 1.4e-4, 2e-4):
         study.enqueue_trial({"lr": lr})
     climb(code_corpus, storage, widths=(16,), trials=3)
@@ -286,6 +349,7 @@ def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_pa
     assert lrs == pytest.approx([1e-4, 1.4e-4, 2e-4, 2e-4 * BRACKET_STEP, 2e-4 * BRACKET_STEP**2][: 3 + BRACKET_TRIALS])
     # Where the user's range ends, it stops: the optimum lies outside what may be searched.
     capped = optuna.create_study(storage=storage, study_name=f"capped/{rung.name}")
+    record_rung(capped, rung, index=0)
     for lr in (1e-4, 1.4e-4, 2e-4):
         capped.enqueue_trial({"lr": lr})
     climb(code_corpus, storage, widths=(16,), trials=3, name="capped", lr_range=(1e-4, 2e-4))
@@ -305,6 +369,56 @@ def test_a_ladder_of_other_models_under_the_same_name_is_refused(climbed, code_c
     mup = default_rungs(WIDTHS, **TINY, parametrization="mup")
     with pytest.raises(ValueError, match="parametrization: 'sp' stored, 'mup' now"):
         run_ladder(mup, storage=storage, trials=1, corpus=code_corpus, **TRAINING)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"corpus": None}, "corpus: '"),  # the built-in corpus instead of the climbed one
+        ({"schedule": "wsd"}, "schedule: 'linear' stored, 'wsd' now"),
+        ({"warmup_fraction": 0.1}, "warmup_fraction: 0.05 stored, 0.1 now"),
+    ],
+    ids=["another corpus", "another schedule", "another warmup"],
+)
+def test_a_ladder_resumed_with_other_training_settings_is_refused(climbed, code_corpus, change, named):
+    """A rung's runs are its model trained one way on one corpus: a resume that would train
+    the rest another way (another --corpus, schedule, ...) is refused before it trains, with
+    the setting that differs."""
+    storage, _, _ = climbed
+    before = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)}
+    options = {"trials": 9, "lr_range": (1e-4, 1.0), "corpus": code_corpus, **TRAINING, **change}
+    with pytest.raises(ValueError, match=f"holds runs of another rung .*{named}"):
+        run_ladder(default_rungs(WIDTHS, **TINY), storage=storage, **options)
+    assert {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(storage)} == before
+
+
+def test_a_study_named_like_a_rung_but_not_made_by_a_ladder_is_refused(tmp_path):
+    """Trials another program left in a study with a rung's name are not this rung's runs."""
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: 3.0 + 0.05 * math.log(lr / 3e-3) ** 2)
+    storage = f"sqlite:///{tmp_path / 'foreign.db'}"
+    foreign = optuna.create_study(storage=storage, study_name="ladder/mine")
+    foreign.optimize(lambda t: 10.3 + t.suggest_float("x", 0, 1), n_trials=6)
+    with pytest.raises(ValueError, match="'ladder/mine' holds 6 trial\\(s\\) that no ladder recorded"):
+        run_ladder([rung], storage=storage, trials=3)
+    assert len(optuna.load_study(study_name="ladder/mine", storage=storage).trials) == 6
+
+
+def test_a_database_of_another_application_is_refused_unless_given_as_a_storage(tmp_path):
+    """A ladder does not write Optuna's tables beside another application's; a storage object
+    built by the user is the way to share a database on purpose."""
+    import sqlite3
+
+    path = tmp_path / "shop.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("create table invoices (id integer)")
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: 3.0 + 0.05 * math.log(lr / 3e-3) ** 2)
+    with pytest.raises(ValueError, match="holds tables of another application \\(invoices\\)"):
+        run_ladder([rung], storage=f"sqlite:///{path}", trials=3)
+    with sqlite3.connect(path) as connection:
+        tables = {row[0] for row in connection.execute("select name from sqlite_master where type = 'table'")}
+    assert tables == {"invoices"}  # nothing written
+    result = run_ladder([rung], storage=optuna.storages.RDBStorage(f"sqlite:///{path}"), trials=3)
+    assert result.rungs.iloc[0]["trials"] >= 3
 
 
 @pytest.mark.parametrize(("parametrization", "refused"), [("mup", True), ("completep", True), ("sp", False)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -28,9 +29,47 @@ app.add_typer(data.app, name="data")
 
 
 def main() -> None:
-    """Entry point: bad input gives one line on stderr and exit code 2, never a traceback."""
+    """Entry point, never a traceback: bad input gives one line on stderr and exit code 2; a
+    fault of the machine or the database (`named_fault`) one line naming it and the remedy,
+    and exit code 1."""
     try:
         app()
-    except (ValueError, OSError, ImportError) as error:
-        print(f"optuna-lrlaw: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as error:
+        fault = named_fault(error)
+        if fault is not None:
+            print(f"optuna-lrlaw: error: {fault}", file=sys.stderr)
+            sys.exit(1)
+        if isinstance(error, (ValueError, OSError, ImportError)):
+            print(f"optuna-lrlaw: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        raise
+
+
+#: What to do after a fault: everything finished is stored, and a rerun resumes from there.
+_RESUME = "then run the same command again: it resumes where this one stopped"
+
+
+def named_fault(error: BaseException) -> str | None:
+    """One line naming a fault of the machine or the database behind ``error`` (or an error it
+    was raised from), with its remedy; None for anything else. Optuna records the trial a
+    fault interrupted as failed where the storage still answers, and a retry reruns it."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    for cause in chain:
+        names = {kind.__name__ for kind in type(cause).__mro__}
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            where = f" ({cause.filename})" if cause.filename else ""
+            return f"no space left on the disk{where}: free some, or move --storage and --checkpoint-dir; {_RESUME}"
+        if "OutOfMemoryError" in names or "can't allocate memory" in text or "out of memory" in text.lower():
+            return (
+                f"out of memory while training ({text[:120]}): lower --batch-size, --seq-len, --widths or --depth; "
+                + _RESUME
+            )
+        if names & {"OperationalError", "InterfaceError", "StorageInternalError"} or "database is locked" in text:
+            from optuna_lrlaw.integration.study import hide_passwords
+
+            return f"the database stopped answering ({hide_passwords(text)[:160]}): check that it runs; {_RESUME}"
+    return None

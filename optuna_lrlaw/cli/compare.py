@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from optuna_lrlaw.cli.ladder import ProgressEvents, table_console
+from optuna_lrlaw.science._arguments import check_writable
 
 if TYPE_CHECKING:
     from optuna_lrlaw.ladder import Comparison, Rung
@@ -44,6 +45,10 @@ def compare(
 
     from optuna_lrlaw.ladder import compare_search_costs, comparison_plan
 
+    # What is written at the end is checked at the start: not after an hour of training.
+    for path, option in ((out, "--out"), (figure, "--figure")):
+        if path is not None:
+            check_writable(path, option, folder=False)
     plan = comparison_plan(preset, **({} if replay_seeds is None else {"replay_seeds": replay_seeds}))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     training = {} if corpus is None else {"corpus": corpus}

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from optuna_lrlaw.cli.ladder import reach_text
 from optuna_lrlaw.science.law import LRLaw, fit_law
 from optuna_lrlaw.science.observations import flag_divergence, read_observations
 from optuna_lrlaw.science.prediction import LRPrediction
@@ -75,6 +76,7 @@ def _report(law: LRLaw, prediction: LRPrediction) -> dict:
         "optima": optima.to_dict(orient="records"),
         "prediction": {
             "scale": {k: v for k, v in vars(prediction.scale).items() if v is not None},
+            "reach": law.reach(prediction.scale)._asdict(),
             "lr": prediction.lr,
             "lo90": lo,
             "hi90": hi,
@@ -146,3 +148,4 @@ def _print_tables(law: LRLaw, prediction: LRPrediction) -> None:
         f"(expected regret {100 * recommendation.expected_regret:.2f}%; it did not beat the median "
         "on held-out real rungs, docs/method.md)"
     )
+    console.print(reach_text(law.reach(prediction.scale)))

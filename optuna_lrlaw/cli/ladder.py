@@ -13,6 +13,7 @@ from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from optuna_lrlaw.science.law import EXTRAPOLATION_LIMIT, Reach
 from optuna_lrlaw.science.prediction import LRPrediction
 
 
@@ -44,6 +45,10 @@ def ladder(
         str | None,
         typer.Option(help="Checkpoint runs here: a dead worker's run resumes from it (a folder all workers reach)."),
     ] = None,
+    stale_after: Annotated[
+        float,
+        typer.Option(help="Seconds after which a silent worker's trial is run again (a dead local worker: at once)."),
+    ] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Search the optimal LR on proxies of growing width, refitting the law at each rung, and
@@ -67,18 +72,22 @@ def ladder(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     console = table_console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
+    common["stale_after"] = stale_after
     with ProgressEvents(console, len(rungs)) as events:
         result = run_ladder(rungs, trials=trials, events=events, checkpoint_dir=checkpoint_dir, target=target, **common)
     prediction = result.predict(target.scale()) if result.law is not None else None
+    reach = result.law.reach(target.scale()) if result.law is not None else None
     if as_json:
         payload = {
             "storage": masked_url(storage),
             "rungs": json_records(result.rungs),
             "target": _prediction_dict(target.name, prediction),
         }
+        if payload["target"] is not None:
+            payload["target"]["reach"] = reach._asdict()
         print(json.dumps(payload))
     else:
-        _print_report(result.rungs, target.name, prediction)
+        _print_report(result.rungs, target.name, prediction, reach)
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -245,7 +254,23 @@ def rungs_table(rungs, width: int) -> Table:
     return table
 
 
-def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
+def reach_text(reach: Reach) -> str:
+    """Where the target lies against the sweeps, and a warning where the law should not be trusted."""
+    text = f"The target lies {reach}."
+    if reach.side == "below":
+        text += (
+            "\n[bold]warning:[/bold] the law is fitted for scaling up; "
+            "a model below the rungs is better searched directly."
+        )
+    elif reach.beyond_limit:
+        text += (
+            f"\n[bold]warning:[/bold] that is past {EXTRAPOLATION_LIMIT:.0f}x, where a power law fitted on the sweeps "
+            "is a guess: add larger rungs (docs/method.md, 'How far the law reaches')."
+        )
+    return text
+
+
+def _print_report(rungs, target: str, prediction: LRPrediction | None, reach: Reach | None) -> None:
     console = table_console()
     table = rungs_table(rungs, console.width)
     console.print(table)
@@ -262,6 +287,8 @@ def _print_report(rungs, target: str, prediction: LRPrediction | None) -> None:
         f"  (the hedged lr of lowest expected loss, {hedged.lr:.3g}, did not beat the median on "
         "held-out real rungs: docs/method.md)"
     )
+    if reach is not None:
+        console.print(reach_text(reach))
 
 
 def _lr_text(lr: float, lo: float, hi: float) -> str:

@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from optuna_lrlaw.integration.sampler import LRLawSampler
+from optuna_lrlaw.science._arguments import check_instance, check_int, check_real
 
 
 class LRLawConvergence:
@@ -37,10 +38,10 @@ class LRLawConvergence:
     """
 
     def __init__(self, max_expected_regret: float = 1e-3, *, min_trials: int = 5, sampler: LRLawSampler | None = None):
-        if not max_expected_regret > 0:
-            raise ValueError(f"max_expected_regret must be positive, got {max_expected_regret!r}")
-        self.max_expected_regret = max_expected_regret
-        self.min_trials = min_trials
+        self.max_expected_regret = check_real(max_expected_regret, "max_expected_regret", above=0.0)
+        self.min_trials = check_int(min_trials, "min_trials", minimum=1)
+        if sampler is not None:
+            check_instance(sampler, LRLawSampler, "sampler", what="an LRLawSampler or None")
         self._sampler = sampler
         #: The expected regret at which it stopped a study last; None while it has not.
         self.stopped_at: float | None = None

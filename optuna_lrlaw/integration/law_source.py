@@ -16,8 +16,9 @@ from collections.abc import Collection, Sequence
 
 import optuna
 
-from optuna_lrlaw.integration.study import FINISHED_STATES, _scale_from, observations_from_study
-from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, fit_law
+from optuna_lrlaw.integration.study import FINISHED_STATES, _scale_from, observations_from_study, open_storage
+from optuna_lrlaw.science._arguments import check_instance
+from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, checked_features, fit_law
 from optuna_lrlaw.science.priors import LawPrior
 
 
@@ -50,9 +51,13 @@ class LawFromStorage:
         lr_param: str = "lr",
         studies: Collection[str] | None = None,
     ) -> None:
-        self._storage = optuna.storages.get_storage(storage)
+        if prior is not None:
+            check_instance(prior, LawPrior, "prior", what="a LawPrior (optuna_lrlaw.priors) or None")
+        if isinstance(studies, str):
+            raise TypeError(f"studies must be a collection of study names, got the string {studies!r}")
+        self._storage = open_storage(storage)
         self.studies = None if studies is None else frozenset(studies)
-        self.features = tuple(features)
+        self.features = checked_features(features)
         self.prior = prior
         self.lr_param = lr_param
         self._lock = threading.Lock()

@@ -30,6 +30,7 @@ import optuna
 from optuna.pruners import BasePruner
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_lrlaw.science._arguments import check_instance, check_int, check_real
 from optuna_lrlaw.science.training_curve import divergence, probability_to_beat
 
 #: System attribute where the pruner records why it stopped a trial.
@@ -65,19 +66,15 @@ class LRLawPruner(BasePruner):
         warmup_fraction: float = 0.25,
         inner: BasePruner | None = None,
     ) -> None:
-        if not spike_factor > 1:
-            raise ValueError(f"spike_factor must exceed 1, got {spike_factor!r}")
-        if not 0 <= min_probability < 1:
-            raise ValueError(f"min_probability must lie in [0, 1), got {min_probability!r}")
-        if min_finished < 5:
-            raise ValueError(f"min_finished must be at least 5 (the regression has 3 coefficients), got {min_finished}")
-        if not 0 <= warmup_fraction <= 1:
-            raise ValueError(f"warmup_fraction must lie in [0, 1], got {warmup_fraction!r}")
+        check_instance(lr_param, str, "lr_param", what="the name of the LR parameter")
+        if inner is not None:
+            check_instance(inner, BasePruner, "inner", what="an Optuna pruner (optuna.pruners.BasePruner) or None")
         self.lr_param = lr_param
-        self.spike_factor = spike_factor
-        self.min_probability = min_probability
-        self.min_finished = min_finished
-        self.warmup_fraction = warmup_fraction
+        self.spike_factor = check_real(spike_factor, "spike_factor", above=1.0)
+        self.min_probability = check_real(min_probability, "min_probability", at_least=0.0, below=1.0)
+        # Rule 2's regression has 3 coefficients: 5 finished trials leave it 2 residuals.
+        self.min_finished = check_int(min_finished, "min_finished", minimum=5)
+        self.warmup_fraction = check_real(warmup_fraction, "warmup_fraction", at_least=0.0, at_most=1.0)
         self._inner = inner
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:

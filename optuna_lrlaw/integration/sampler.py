@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -50,6 +51,7 @@ from optuna_lrlaw.integration.study import (
     study_scale,
     trial_outcome,
 )
+from optuna_lrlaw.science._arguments import check_instance, check_int
 from optuna_lrlaw.science.acquisition import spread_design
 from optuna_lrlaw.science.law import LRLaw
 from optuna_lrlaw.science.observations import blown_up
@@ -61,6 +63,12 @@ BELIEF_ATTR = "lrlaw:belief"
 #: Thompson draws tried against running trials, and the spacing asked of them in posterior sds.
 _N_DRAWS = 8
 _SPACING_SDS = 0.25
+#: With ``acquisition="spread"``, a draw waits for other workers' runs until the sweep has this
+#: many runs with a loss (`LRLawSampler._after_the_first_runs`), looking every `_POLL_SECONDS`,
+#: for at most `_MAX_WAIT_SECONDS`.
+_INFORMED_RUNS = 3
+_POLL_SECONDS = 1.0
+_MAX_WAIT_SECONDS = 3600.0
 #: Without a law, the prior sd is this fraction of the user's log range: nearly flat over it.
 _NO_LAW_SD_FRACTION = 0.5
 #: A linear LR range starting at 0 is searched in log space from this fraction of its top.
@@ -146,7 +154,9 @@ class LRLawSampler(BaseSampler):
             ``"recommend"`` at its LR of lowest expected loss (the hedged LR).
         acquisition: ``"thompson"`` (default) samples the trials after the first from the
             belief, for the best run; ``"spread"`` first places one trial on each side of
-            the belief's centre, for a sweep that measures the optimum (the ladder's rungs).
+            the belief's centre, for a sweep that measures the optimum (the ladder's rungs),
+            and a draw after those waits for the runs other workers are training until
+            three have a loss: concurrent workers then bracket the optimum as one does.
 
     Example:
         >>> import math, optuna
@@ -182,6 +192,10 @@ class LRLawSampler(BaseSampler):
             raise TypeError(f"scale must be a Scale, got {type(scale).__name__}")
         if not isinstance(lr_param, str) or not lr_param:
             raise ValueError(f"lr_param must be the name of the LR parameter, got {lr_param!r}")
+        if inner is not None:
+            check_instance(inner, BaseSampler, "inner", what="an Optuna sampler (optuna.samplers.BaseSampler) or None")
+        if seed is not None:
+            check_int(seed, "seed", minimum=0)
         self._law = law
         self._first_trial = first_trial
         self._acquisition = acquisition
@@ -366,6 +380,7 @@ class LRLawSampler(BaseSampler):
                 design.append(proposal)
             if proposal is not None:
                 return proposal
+            belief = self._after_the_first_runs(study, trial, belief, bounds)
         rng = np.random.default_rng([self._seed, trial.number])
         draws = belief.posterior.sample_log_lr(rng, _N_DRAWS, bounds=bounds)
         running = np.log(
@@ -376,6 +391,24 @@ class LRLawSampler(BaseSampler):
         distance = np.abs(draws[:, None] - running[None, :]).min(axis=1)
         spaced = np.flatnonzero(distance > _SPACING_SDS * belief.posterior.log_lr_sd)
         return float(draws[spaced[0]] if spaced.size else draws[np.argmax(distance)])
+
+    def _after_the_first_runs(
+        self, study: optuna.Study, trial: FrozenTrial, belief: Belief, bounds: tuple[float, float]
+    ) -> Belief:
+        """The belief once the sweep has `_INFORMED_RUNS` runs with a loss, waiting for the
+        runs other workers are training while it has fewer. A draw from a belief no run has
+        informed is blind: concurrent workers would spend the sweep's budget on such draws
+        before it brackets its optimum, where one worker draws after seeing its spread runs.
+        A worker alone (nothing else running) does not wait, nor does anyone past
+        `_MAX_WAIT_SECONDS`."""
+        deadline = time.monotonic() + _MAX_WAIT_SECONDS
+        while belief.posterior.n_runs - belief.posterior.n_diverged < _INFORMED_RUNS and time.monotonic() < deadline:
+            running = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+            if not any(t.number != trial.number and self.lr_param in t.params for t in running):
+                break
+            time.sleep(_POLL_SECONDS)
+            belief = self.belief(study, bounds=bounds)
+        return belief
 
     def _warn_if_prior_outside(self, study: optuna.Study, belief: Belief, bounds: tuple[float, float]) -> None:
         if not belief.from_law:

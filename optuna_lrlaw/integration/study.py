@@ -71,6 +71,9 @@ RUN_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 HEARTBEAT_SECONDS = 30
 STALE_SECONDS = 120
 MAX_RETRIES = 3
+#: The tables Optuna's RDB storage creates: these, and every ``study_*`` and ``trial*`` table
+#: (its schema grows by such tables between versions).
+_OPTUNA_TABLES = frozenset({"studies", "version_info", "alembic_version"})
 #: Errors of workers that create one storage's tables at the same moment (SQLite,
 #: PostgreSQL, MySQL and MariaDB): the loser waits a moment and opens what the winner created.
 _CREATION_RACES = (
@@ -101,7 +104,7 @@ def open_storage(
     storage: str | optuna.storages.BaseStorage,
     *,
     heartbeat_seconds: int = HEARTBEAT_SECONDS,
-    stale_seconds: int = STALE_SECONDS,
+    stale_seconds: float = STALE_SECONDS,
 ) -> optuna.storages.BaseStorage:
     """The Optuna storage at ``storage`` (a URL), or one clear error saying what is wrong with it.
 
@@ -120,15 +123,28 @@ def open_storage(
             "or mysql://USER:PASSWORD@HOST/DB"
         )
     if (path := sqlite_path(storage)) is not None:
+        if path in ("", ":memory:"):
+            raise ValueError(
+                f"storage {storage!r} is an in-memory SQLite database: it is lost when the command ends and "
+                "other workers cannot see it; give a file (sqlite:///ladder.db), or from Python "
+                "optuna.storages.InMemoryStorage()"
+            )
         _check_sqlite_path(storage, path)
     attempts = 0
     while True:
         try:
+            if others := _tables_of_other_applications(storage):
+                raise ValueError(
+                    f"the database holds tables of another application ({', '.join(others[:5])}"
+                    f"{', ...' if len(others) > 5 else ''}): give the ladder a database of its own, or, to share "
+                    "this one, pass an optuna.storages.RDBStorage from Python"
+                )
             with warnings.catch_warnings():  # Optuna calls heartbeats experimental since 2.x
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(
                     storage,
-                    heartbeat_interval=heartbeat_seconds,
+                    # At least four heartbeats in a stale period: a live worker is never stale.
+                    heartbeat_interval=max(1, min(heartbeat_seconds, int(stale_seconds // 4))),
                     grace_period=stale_seconds,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                         max_retry=MAX_RETRIES
@@ -145,6 +161,17 @@ def open_storage(
             raise ValueError(f"cannot open storage {masked_url(storage)!r}: {reason}") from None
 
 
+def _tables_of_other_applications(url: str) -> list[str]:
+    """The tables of the database at ``url`` that are not Optuna's: a ladder writing its
+    tables beside them would mix two applications' data in one database."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        names = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    return sorted(n for n in names if n not in _OPTUNA_TABLES and not n.startswith(("study_", "trial")))
+
+
 def sqlite_path(url: str) -> str | None:
     """The file path of an SQLite URL ("" or ":memory:" for an in-memory one), else None."""
     scheme, _, rest = url.partition("://")
@@ -157,7 +184,12 @@ def masked_url(url: object) -> str:
     try:
         return sqlalchemy.engine.make_url(text).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy reads: mask anything between "user:" and "@"
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
+        return hide_passwords(text)
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` (a message, a log line) with the password of any URL in it shown as ``***``."""
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
 
 
 def _password(url: str) -> str | None:

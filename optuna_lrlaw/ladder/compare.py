@@ -337,7 +337,7 @@ class _Runner:
             pruner=pruner or optuna.pruners.NopPruner(),
             load_if_exists=True,
         )
-        record_rung(study, rung)
+        record_rung(study, rung, training=objective.identity())
         set_study_scale(study, objective.scale)
         return study
 

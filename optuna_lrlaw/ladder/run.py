@@ -58,6 +58,7 @@ from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
 from optuna_lrlaw.proxies.train import TrainConfig
+from optuna_lrlaw.science._arguments import check_int, check_real
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
 from optuna_lrlaw.science.prediction import LRPrediction
 from optuna_lrlaw.science.scale import Scale
@@ -148,6 +149,7 @@ def run_ladder(
     seed: int = 0,
     events: LadderEvents | None = None,
     target: AnyRung | None = None,
+    stale_after: float = STALE_SECONDS,
     **training,
 ) -> LadderResult:
     """Search the optimal LR at each rung, smallest first, refitting the law after every trial.
@@ -170,6 +172,9 @@ def run_ladder(
         events: progress hooks (`LadderEvents`).
         target: the model the ladder prepares for; stored with the ladder, so that its
             report (`load_ladder`, ``optuna-lrlaw report``) leads with the LR predicted for it.
+        stale_after: seconds after which a silent worker's trial is failed and run again: a
+            trial whose heartbeat (or, without heartbeats, whose start) is older. A worker of
+            this machine whose process has ended is not waited for.
         training: further `TrainConfig` fields for every run (``schedule``, ``corpus``, ...).
 
     Example:
@@ -179,17 +184,27 @@ def run_ladder(
     """
     if not rungs:
         raise ValueError("a ladder needs at least one rung")
-    if trials < 1:
-        raise ValueError(f"trials must be at least 1, got {trials}")
+    check_int(trials, "trials", minimum=1)
+    check_int(seed, "seed", minimum=0)
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"name must name the ladder (its studies are called NAME/RUNG), got {name!r}")
     lr_range = checked_lr_range(lr_range)  # before the storage is created
     ordered = sorted(rungs, key=lambda rung: rung.scale().params)
     names = [rung.name for rung in ordered]
     if len(set(names)) != len(names):
         raise ValueError(f"the rungs must differ in scale, got {names}")
+    if target is not None and target.scale().params < ordered[0].scale().params:
+        warnings.warn(
+            f"the target {target.name} is smaller than the smallest rung {names[0]}: the law is fitted for "
+            "scaling up, and a model below the rungs is better searched directly",
+            UserWarning,
+            stacklevel=2,
+        )
     # Every rung's objective checks its device, corpus and settings before the storage is
     # created: bad input writes nothing.
     objectives = [rung.objective(lr_range, device=device, **training) for rung in ordered]
-    storage = open_storage(storage)
+    stale_after = check_real(stale_after, "stale_after", at_least=_MIN_STALE_SECONDS)
+    storage = open_storage(storage, stale_seconds=stale_after)
     events = events or LadderEvents()
     study_names = [f"{name}/{rung_name}" for rung_name in names]
     if any(isinstance(objective, ProxyObjective) for objective in objectives):
@@ -208,7 +223,8 @@ def run_ladder(
             pruner=LRLawPruner(),
             load_if_exists=True,
         )
-        record_rung(study, rung, index=index)
+        identity = objective.identity() if isinstance(objective, ProxyObjective) else None
+        record_rung(study, rung, training=identity, index=index)
         set_study_scale(study, objective.scale)
         if index == 0:
             if target is not None:
@@ -218,7 +234,7 @@ def run_ladder(
         prior = None if fitted is None else fitted.predict(objective.scale)
         done = study.user_attrs.get(DONE_ATTR, False)
         if not done:
-            _fail_abandoned(study)
+            _fail_abandoned(study, stale_after)
         searched = [t for t in _trials(study, *RUN_STATES) if not t.user_attrs.get(BRACKET_ATTR)]
         trials_left = 0 if done else trials - len(searched)  # a failed trial is retried, not counted
         events.rung_started(index, rung, prior, trials_left)
@@ -233,9 +249,13 @@ def run_ladder(
                 ran.append(trial.number)
                 events.trial_finished(index, rung, trial)
 
+            def note(text: str, index: int = index, rung: AnyRung = rung) -> None:
+                events.note(index, rung, text)
+
             if trials_left > 0:
                 convergence = LRLawConvergence(max_expected_regret)
-                _optimize(study, _admitted(objective, trials), n_trials=trials_left, callbacks=[convergence, report])
+                searching = _admitted(objective, trials)
+                _optimize(study, searching, n_trials=trials_left, callbacks=[convergence, report])
                 if len(ran) < trials_left:
                     why = (
                         "the other workers ran the rest"
@@ -243,8 +263,8 @@ def run_ladder(
                         else f"converged (the best LR's expected regret, {convergence.stopped_at:.2%}, "
                         f"is within {max_expected_regret:.2%})"
                     )
-                    events.note(index, rung, f"ran {len(ran)} of {trials_left} trial(s) here: {why}")
-            _finish_rung(study, storage, objective, lr_range, report)
+                    note(f"ran {len(ran)} of {trials_left} trial(s) here: {why}")
+            _finish_rung(study, storage, objective, lr_range, report, stale_after, note)
             if not study.user_attrs.get(DONE_ATTR):
                 study.set_user_attr(DONE_ATTR, True)
                 events.rung_finished(index, rung, study, prior)
@@ -351,21 +371,39 @@ def _stored_rung(stored: dict, scale: Scale) -> AnyRung:
     return Rung(ProxyConfig(**stored["model"]), tokens=int(scale.tokens), batch_size=stored.get("batch_size", 32))
 
 
-def record_rung(study: optuna.Study, rung: AnyRung, **place: object) -> None:
-    """Record on ``study`` the rung it searches (model, batch size and ``place``), refusing a
+def record_rung(
+    study: optuna.Study, rung: AnyRung, *, training: dict[str, object] | None = None, **place: object
+) -> None:
+    """Record on ``study`` the rung it searches (model, batch size, ``training``: the settings
+    and corpus its runs train with, `ProxyObjective.identity`; and ``place``), refusing a
     study that holds runs of another rung: they would enter the law as this rung's, since a
     study's name holds only the rung's size and tokens (`Rung.name`). Runs made under another
     version of the parametrization's rules (`RULES_VERSION`) are another rung too; a record
-    without a version was made under version 1."""
+    without a version was made under version 1, one without training settings before they
+    were stored (it is taken as it is). A study that holds trials but no record was not made
+    by a ladder, and is refused as well."""
     now = rung_identity(rung.record())
     stored = study.user_attrs.get(RUNG_ATTR)
-    if stored is not None:
+    if stored is None:
+        made = len(study.get_trials(deepcopy=False))
+        if made:
+            raise ValueError(
+                f"study {study.study_name!r} holds {made} trial(s) that no ladder recorded: it is not a rung of "
+                "this ladder; give this ladder another name or storage"
+            )
+    else:
         before = rung_identity(stored)
         differ = [
             f"{key}: {before.get(key)!r} stored, {value!r} now"
             for key, value in now.items()
             if before.get(key) != value
         ]
+        if training is not None and stored.get("training") is not None:
+            differ += [
+                f"{key}: {stored['training'].get(key)!r} stored, {value!r} now"
+                for key, value in training.items()
+                if stored["training"].get(key) != value
+            ]
         if differ:
             rules = before.get("rules") != now.get("rules") and "rules" in now
             why = " (the parametrization's rules changed since)" if rules else ""
@@ -373,7 +411,8 @@ def record_rung(study: optuna.Study, rung: AnyRung, **place: object) -> None:
                 f"study {study.study_name!r} holds runs of another rung ({'; '.join(differ)}){why}; "
                 "give this ladder another name or storage"
             )
-    study.set_user_attr(RUNG_ATTR, {**place, **rung.record()})
+    record = {**place, **rung.record(), **({} if training is None else {"training": training})}
+    study.set_user_attr(RUNG_ATTR, record)
     name_the_metric(study)
 
 
@@ -384,6 +423,14 @@ SURPLUS_ATTR = "lrlaw.ladder.surplus"
 #: On every trial a ladder worker runs: the worker, ``host:pid``, for an operator to tell
 #: which machine ran what (shown by optuna-dashboard).
 WORKER_ATTR = "lrlaw.ladder.worker"
+#: On every trial a ladder worker runs: whether its storage records heartbeats (a trial
+#: without them is judged by its age, `_abandoned`).
+HEARTBEAT_ATTR = "lrlaw.ladder.heartbeats"
+#: A trial of a worker of this machine whose process has ended is failed once it is this
+#: old (seconds): long enough for a retried trial's new worker to have marked it as its own.
+_DEAD_WORKER_GRACE = 5.0
+#: The shortest ``stale_after``: a live worker's heartbeat must come well within it.
+_MIN_STALE_SECONDS = 4.0
 #: On a trial enqueued to bracket the rung's optimum (`_bracket_lr`).
 BRACKET_ATTR = "lrlaw.ladder.bracket"
 #: How often a worker waiting for the other workers' runs of a rung looks at the storage (seconds).
@@ -402,6 +449,7 @@ def _admitted(objective: ProxyObjective, budget: int) -> Callable[[optuna.Trial]
             trial.study.stop()
             raise optuna.TrialPruned(why)
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(HEARTBEAT_ATTR, _has_heartbeats(trial.study._storage))
         return objective(trial)
 
     return admitted_objective
@@ -421,9 +469,7 @@ def _surplus(trial: optuna.Trial, budget: int, lr_param: str) -> str | None:
     trials = trial.study.get_trials(deepcopy=False)  # one read of the storage per trial start
     frozen = next(t for t in trials if t.number == trial.number)
     earlier = [
-        t
-        for t in trials
-        if t.number < trial.number and t.state in counted and not t.user_attrs.get(SURPLUS_ATTR) and not _abandoned(t)
+        t for t in trials if t.number < trial.number and t.state in counted and not t.user_attrs.get(SURPLUS_ATTR)
     ]
     lr = trial_lr(frozen, lr_param)  # set already: an enqueued LR, or a dead worker's run retried
     if lr is None:
@@ -442,30 +488,66 @@ def _trials(study: optuna.Study, *states: TrialState) -> list[FrozenTrial]:
     return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get(SURPLUS_ATTR)]
 
 
-def _abandoned(trial: FrozenTrial) -> bool:
-    """A trial left running by a worker without heartbeats (one of a version before them, or
-    not a ladder worker): it was never marked with a worker, and started longer ago than a
-    heartbeat storage waits for a silent worker. A ladder worker marks its trials at once."""
+def _worker_is_gone(worker: str) -> bool:
+    """Whether the worker ``host:pid`` ran on this machine and its process has ended."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's worker: only its heartbeats or its trial's age can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
+
+
+def _abandoned(trial: FrozenTrial, stale_after: float) -> str | None:
+    """Why a running trial's worker is known to be gone, or None while it may be running.
+
+    A worker of this machine whose process has ended is gone at once (after a few seconds,
+    in which a retried trial's new worker marks it). A trial without heartbeats (run by a
+    worker on a storage without them, by one of a version before them, or not by a ladder
+    worker) is judged by its age: gone after ``stale_after`` seconds. A trial with
+    heartbeats is left to Optuna's heartbeat, which fails and retries it after the same time.
+    """
     started = trial.datetime_start
-    return (
-        trial.state == TrialState.RUNNING
-        and WORKER_ATTR not in trial.user_attrs
-        and started is not None
-        and (datetime.datetime.now() - started).total_seconds() > STALE_SECONDS
-    )
+    if trial.state != TrialState.RUNNING or started is None:
+        return None
+    age = (datetime.datetime.now() - started).total_seconds()
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if worker is not None and age > _DEAD_WORKER_GRACE and _worker_is_gone(str(worker)):
+        return f"its worker {worker} has ended"
+    without_heartbeats = trial.user_attrs.get(HEARTBEAT_ATTR) is not True  # not marked: before heartbeats
+    if without_heartbeats and age > stale_after:
+        return f"it has run without a heartbeat for {age:,.0f} s (--stale-after {stale_after:g})"
+    return None
 
 
-def _fail_abandoned(study: optuna.Study) -> None:
-    """Fail the study's abandoned trials (`_abandoned`), so that they hold no slot of the budget."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _abandoned(trial):
-            warnings.warn(
-                f"trial {trial.number} of {study.study_name!r} has run since {trial.datetime_start:%Y-%m-%d %H:%M} "
-                "without a heartbeat: it is marked failed and its run is searched again",
-                stacklevel=2,
-            )
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
-                study.tell(trial.number, state=TrialState.FAIL)
+def _fail_abandoned(study: optuna.Study, stale_after: float) -> None:
+    """Fail the study's abandoned trials (`_abandoned`) and enqueue each again at its LR, as
+    Optuna's heartbeat retries a stale trial: the retry takes the dead run's slot of the
+    budget (a proxy with a checkpoint folder resumes it; up to `MAX_RETRIES` retries)."""
+    with warnings.catch_warnings():  # the retry callback is experimental in Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
+    for trial in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
+        why = _abandoned(trial, stale_after)
+        if why is None:
+            continue
+        warnings.warn(
+            f"trial {trial.number} of {study.study_name!r} is marked failed and run again: {why}", stacklevel=2
+        )
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+            # As Optuna fails a stale trial: in the storage, not through the sampler (whose
+            # warning about failed runs is for runs that failed, not for their workers).
+            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue  # another worker failed it first
+            # The retry is not the dead worker's: it is marked by whichever worker runs it.
+            trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in (WORKER_ATTR, HEARTBEAT_ATTR)}
+            with warnings.catch_warnings():  # the retry callback is experimental in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry(study, trial)
 
 
 def _optimize(study: optuna.Study, objective: Callable[[optuna.Trial], float], **options) -> None:
@@ -498,6 +580,8 @@ def _finish_rung(
     objective: ProxyObjective,
     lr_range: tuple[float, float],
     report: Callable[[optuna.Study, FrozenTrial], None],
+    stale_after: float,
+    note: Callable[[str], None],
 ) -> None:
     """Wait until the rung's sweep is whole, then bracket its optimum.
 
@@ -506,6 +590,7 @@ def _finish_rung(
     and enqueues it again; a proxy resumes from its checkpoint), so that the bracketing
     step, the rung's end and the next rung's law see every run. A storage without
     heartbeats cannot tell a dead worker from a slow one: there a worker does not wait.
+    What it waits for it says through ``note``, once for each set of trials it waits on.
 
     The sampler draws where the optimum probably is, which need not bracket it; but the law
     can use a rung only when its sweep does, so a rung whose best run sits at an edge of its
@@ -513,17 +598,25 @@ def _finish_rung(
     """
     enqueued_only = _admitted(objective, budget=0)
     heartbeats = _has_heartbeats(storage)
+    announced: set[int] = set()
     while True:
         if heartbeats:
             with warnings.catch_warnings():  # fail_stale_trials is experimental in Optuna
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-        _fail_abandoned(study)
+        _fail_abandoned(study, stale_after)
         pending = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if any(t.state == TrialState.WAITING for t in pending):
             _optimize(study, enqueued_only, n_trials=1, callbacks=[report])
             continue
         if heartbeats and pending:
+            if {t.number for t in pending} != announced:
+                announced = {t.number for t in pending}
+                workers = sorted({str(t.user_attrs.get(WORKER_ATTR, "a worker")) for t in pending})
+                note(
+                    f"waiting for trial(s) {', '.join(map(str, sorted(announced)))} of {', '.join(workers)}; "
+                    f"a silent worker's trial is run again after {stale_after:g} s"
+                )
             time.sleep(random.uniform(0.5, 1.5) * _POLL_SECONDS)  # waiting workers look at different moments
             continue
         lr = _bracket_lr(study, objective.lr_param, lr_range)

@@ -19,6 +19,10 @@ from optuna_lrlaw.proxies.parametrization import model_identity
 from optuna_lrlaw.proxies.train import TrainConfig
 from optuna_lrlaw.science.scale import Scale
 
+#: The fewest optimizer steps a rung may train: its warmup, decay and evaluations need room, and a
+#: rung of one step measures nothing about the LR.
+MIN_RUNG_STEPS = 10
+
 
 @dataclass(frozen=True)
 class Rung:
@@ -190,8 +194,8 @@ def default_rungs(
         raise ValueError(f"widths must be positive multiples of head_dim={head_dim}, got {list(widths)}")
     if len(set(widths)) != len(widths):
         raise ValueError(f"widths must be distinct, got {list(widths)}")
-    if not tokens_per_param > 0:
-        raise ValueError(f"tokens_per_param must be positive, got {tokens_per_param!r}")
+    if not (isinstance(tokens_per_param, (int, float)) and 0 < tokens_per_param < math.inf):
+        raise ValueError(f"tokens_per_param must be positive and finite, got {tokens_per_param!r}")
     per_step = batch_size * seq_len
     base_width = ProxyConfig.base_width
     if parametrization != "sp" and base_width % head_dim:
@@ -207,6 +211,13 @@ def default_rungs(
             seq_len=seq_len,
             parametrization=parametrization,
         )
-        steps = max(1, int(tokens_per_param * model.params() // per_step))
+        steps = int(tokens_per_param * model.params() // per_step)
+        if steps < MIN_RUNG_STEPS:
+            least = MIN_RUNG_STEPS * per_step / model.params()
+            raise ValueError(
+                f"tokens_per_param={tokens_per_param:g} trains width {width} for {steps} optimizer step(s) of "
+                f"{per_step:,} tokens; a rung needs at least {MIN_RUNG_STEPS} "
+                f"(tokens_per_param of at least {least:.3g})"
+            )
         rungs.append(Rung(model, tokens=steps * per_step, batch_size=batch_size))
     return rungs

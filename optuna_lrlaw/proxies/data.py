@@ -14,6 +14,7 @@ source code of the running Python's standard library: no download, about 30 MB o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -55,6 +56,19 @@ class Corpus:
     val: np.ndarray
     vocab_size: int
     meta: dict
+
+    def fingerprint(self) -> str:
+        """A short hash of what the corpus holds: its tokenizer, vocabulary and sizes, and the
+        first and last 4,096 tokens of each split. Cheap, and enough to tell two corpora
+        apart (the built-in one differs between Python versions); where it was read from
+        does not count."""
+        digest = hashlib.sha1()
+        described = {key: self.meta.get(key) for key in ("tokenizer", "vocab_size", "dtype", "tokens")}
+        digest.update(json.dumps(described, sort_keys=True).encode())
+        for tokens in (self.train, self.val):
+            digest.update(np.ascontiguousarray(tokens[:4096]).tobytes())
+            digest.update(np.ascontiguousarray(tokens[-4096:]).tobytes())
+        return digest.hexdigest()[:16]
 
     def sample(self, split: str, batch_size: int, seq_len: int, rng: np.random.Generator) -> np.ndarray:
         """``batch_size`` random windows of ``seq_len + 1`` tokens (inputs and next-token targets)."""
@@ -151,6 +165,8 @@ def _source_files(source: Path, pattern: str) -> list[Path]:
         return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"no such file or folder: {source}")
+    if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+        raise ValueError(f"pattern {pattern!r} reaches outside {source}: give file names under it, such as '*.txt'")
     files = sorted((file for file in source.rglob(pattern) if file.is_file()), key=lambda file: file.as_posix())
     if not files:
         raise ValueError(f"no files matching {pattern!r} under {source}")

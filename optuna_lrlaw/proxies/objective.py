@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import optuna
 import torch
 
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, NOISE_ATTR, SCALE_ATTRS, checked_lr_range
 from optuna_lrlaw.proxies.config import ProxyConfig
-from optuna_lrlaw.proxies.train import TrainConfig, checked_corpus, resolve_device, train_proxy
+from optuna_lrlaw.proxies.train import TrainConfig, checked_corpus, checked_memory, resolve_device, train_proxy
+from optuna_lrlaw.science._arguments import check_writable
 from optuna_lrlaw.science.scale import Scale
 
 #: The relative sd of a proxy run's final loss between training seeds at and below its
@@ -35,15 +36,28 @@ class ProxyObjective:
 
     def __init__(self, config: TrainConfig, lr_range: tuple[float, float], lr_param: str, device: str | torch.device):
         self.lr_range = checked_lr_range(lr_range)
-        resolve_device(device)  # a device this machine lacks is refused now, not in the first trial
-        if config.corpus is not None:
-            checked_corpus(config)  # and so is a corpus that is not whole or does not fit the model
+        # A device this machine lacks, a run that cannot fit in its memory, a corpus that is not
+        # whole or too small, an unwritable checkpoint folder: refused now, not in the first trial.
+        checked_memory(config, resolve_device(device))
+        self.corpus_fingerprint = checked_corpus(config).fingerprint()
+        if config.checkpoint_dir is not None:
+            check_writable(config.checkpoint_dir, "checkpoint_dir", folder=True)
         self.config, self.lr_param, self.device = config, lr_param, device
 
     @property
     def scale(self) -> Scale:
         """The scale of every run of this objective: set it on the study with `set_study_scale`."""
         return self.config.scale()
+
+    def identity(self) -> dict[str, object]:
+        """What, besides the model and the LR, decides this objective's runs: the training
+        settings (schedule, batch, horizon, optimizer) and the corpus's `Corpus.fingerprint`.
+        Left out: the training seed (a ladder stores its own), and how often and on how many
+        batches the loss is measured (``evals``, ``eval_batches``: the measurement, not the run)."""
+        left_out = ("model", "lr", "seed", "corpus", "checkpoint_dir", "compile", "evals", "eval_batches")
+        settings = {key: value for key, value in asdict(self.config).items() if key not in left_out}
+        settings["betas"] = list(settings["betas"])  # as JSON gives it back
+        return {**settings, "corpus": self.corpus_fingerprint}
 
     def with_seed(self, seed: int) -> ProxyObjective:
         """This objective, training at another seed (initialization and batch order)."""

@@ -203,6 +203,13 @@ def checked_corpus(config: TrainConfig, corpus: Corpus | None = None) -> Corpus:
         raise ValueError(
             f"the corpus has {corpus.vocab_size} tokens but the model's vocab_size is {config.model.vocab_size}"
         )
+    window = config.model.seq_len + 1  # a sequence and its next-token targets
+    for split, tokens in (("training", corpus.train), ("validation", corpus.val)):
+        if len(tokens) <= window:
+            raise ValueError(
+                f"the corpus's {split} split holds {len(tokens):,} tokens, fewer than one sequence of "
+                f"seq_len={config.model.seq_len} needs ({window:,}): lower seq_len or prepare a larger corpus"
+            )
     epochs = config.steps * config.batch_tokens / len(corpus.train)
     if epochs > 1:
         warnings.warn(
@@ -211,6 +218,39 @@ def checked_corpus(config: TrainConfig, corpus: Corpus | None = None) -> Corpus:
             stacklevel=3,
         )
     return corpus
+
+
+def training_memory(config: TrainConfig) -> int:
+    """About how many bytes training ``config`` holds at once: fp32 weights, gradients and
+    AdamW's two moments (16 bytes a parameter, embeddings and head included), and the
+    activations kept for the backward pass (per token: each layer's inputs, attention and
+    MLP intermediates; the logits three times over). A bound to refuse a run that cannot
+    fit before it starts, not a profile: it errs high by up to about 2x."""
+    model = config.model
+    experts = max(1, model.top_k) if model.is_moe else 1
+    all_params = model.params() + (2 * model.padded_vocab + model.seq_len) * model.width
+    per_layer = 10 * model.width + 2 * experts * model.mlp_hidden
+    per_token = model.depth * per_layer + 3 * model.padded_vocab
+    return 16 * all_params + 4 * config.batch_tokens * per_token
+
+
+def device_memory(device: torch.device) -> int:
+    """The memory of ``device`` in bytes: a GPU's own, or the host's physical memory for the CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def checked_memory(config: TrainConfig, device: torch.device) -> None:
+    """Refuse a run that cannot fit in ``device``'s memory, before anything trains."""
+    needed, available = training_memory(config), device_memory(device)
+    if needed > available:
+        model = config.model
+        raise ValueError(
+            f"width {model.width}, depth {model.depth}, batch {config.batch_size} x {model.seq_len} tokens needs about "
+            f"{needed / 2**30:,.1f} GiB to train, more than the {available / 2**30:,.1f} GiB of {device.type}: "
+            "lower the width, depth, batch size or sequence length"
+        )
 
 
 def _eval_steps(config: TrainConfig) -> set[int]:

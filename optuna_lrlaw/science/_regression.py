@@ -17,6 +17,7 @@ points cost milliseconds per hundred sweeps, instead of a Cholesky factorisation
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +88,19 @@ class Posterior:
         )
         if not shapes_ok or n == 0:
             raise ValueError("the law's posterior arrays have inconsistent shapes")
+        for name, array in arrays.items():
+            if not np.isfinite(array).all():
+                raise ValueError(f"the law's posterior {name!r} has a value that is not finite")
+        weights, covs = arrays["weights"], arrays["covs"]
+        if (weights < 0).any() or not math.isclose(weights.sum(), 1.0, rel_tol=1e-6):
+            raise ValueError("the law's posterior weights must be non-negative and sum to 1")
+        if (arrays["tau"] < 0).any():
+            raise ValueError("the law's posterior scatter tau must be non-negative")
+        variances = np.diagonal(covs, axis1=1, axis2=2)
+        if (variances < 0).any() or not np.allclose(covs, covs.transpose(0, 2, 1), rtol=1e-6, atol=1e-12):
+            raise ValueError("the law's posterior covariances must be symmetric with non-negative variances")
+        if (index < 0).any():
+            raise ValueError("the law's posterior design_index must be non-negative")
         return cls(design_index=index, **arrays)
 
 

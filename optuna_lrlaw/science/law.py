@@ -26,11 +26,12 @@ import functools
 import json
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from optuna_lrlaw.science._arguments import check_instance
 from optuna_lrlaw.science._bayes import GridDistribution, central_interval
 from optuna_lrlaw.science._design import BATCH_FORMS, BatchForm, Design
 from optuna_lrlaw.science._regression import Posterior, fit_regression
@@ -48,6 +49,35 @@ _JSON_FORMATS_READ = ("optuna-lrlaw/law/v1", _JSON_FORMAT)
 #: to be chosen over the simpler power law in B: a Bayes factor of about 4.5 over 30 sweeps.
 _SURGE_MARGIN = 0.05
 _OBSERVATION_COLUMNS = ("params", "tokens", "batch_tokens", "lr", "loss", "diverged", "noise")
+#: How far past its sweeps (a factor in any feature) a prediction is stated without a warning.
+#: The law's own checks reach 2x to 27x in parameters (Step Law held out: 1.07e9 from sweeps
+#: up to 5.4e8; the default ladder's target 16x past its top rung, the comparison's 18x and
+#: 27x); beyond 100x a power law fitted on a decade or less is a guess about physics it never saw.
+EXTRAPOLATION_LIMIT = 100.0
+
+
+class Reach(NamedTuple):
+    """Where a scale lies against the sweeps a law was fitted on, along its farthest feature.
+
+    ``factor`` is how many times past the sweeps' range it lies (1 inside it) and ``side``
+    says which way: ``"inside"``, ``"above"`` or ``"below"`` (a law for scaling up,
+    asked about a smaller model).
+    """
+
+    feature: str
+    factor: float
+    side: Literal["inside", "above", "below"]
+
+    @property
+    def beyond_limit(self) -> bool:
+        """Past `EXTRAPOLATION_LIMIT`, or below the sweeps: where a prediction deserves a warning."""
+        return self.side == "below" or self.factor > EXTRAPOLATION_LIMIT
+
+    def __str__(self) -> str:
+        if self.side == "inside":
+            return "within the range of the sweeps"
+        word = "beyond the largest" if self.side == "above" else "below the smallest"
+        return f"{self.factor:,.3g}x {word} sweep in {self.feature}"
 
 
 def _sweep_keys(features: tuple[str, ...]) -> list[str]:
@@ -177,8 +207,31 @@ class LRLaw:
     def predict(self, scale: Scale) -> LRPrediction:
         """The predictive distribution of the optimal LR at ``scale`` (at its batch size,
         when the law uses one)."""
+        check_instance(scale, Scale, "scale", what="a Scale (params=..., tokens=...)")
         mixture = self._posterior.linear(self._design.rows_at(scale), with_scatter=True)
         return LRPrediction.from_mixture(scale, mixture, shape=self.loss_shapes.at(scale))
+
+    def reach(self, scale: Scale) -> Reach:
+        """How far ``scale`` lies outside the sweeps the law rests on (its farthest feature).
+
+        Example:
+            >>> law.reach(Scale(params=1.07e9, tokens=2e10))  # doctest: +SKIP
+            Reach(feature='params', factor=2.0, side='above')
+        """
+        check_instance(scale, Scale, "scale", what="a Scale (params=..., tokens=...)")
+        used = self.optima[self.optima["used"]]
+        farthest = Reach("params", 1.0, "inside")
+        for feature in self._design.features:
+            value, values = scale.feature(feature), used[feature].to_numpy(dtype=float)
+            if value > values.max():
+                reach = Reach(feature, value / values.max(), "above")
+            elif value < values.min():
+                reach = Reach(feature, values.min() / value, "below")
+            else:
+                continue
+            if reach.factor > farthest.factor:
+                farthest = reach
+        return farthest
 
     @functools.cached_property
     def loss_shapes(self) -> ShapeLaw:
@@ -369,6 +422,16 @@ def _held_out_scores(
     return scores
 
 
+def checked_features(features: Sequence[str]) -> tuple[str, ...]:
+    """``features`` as a tuple, or a ValueError unless they are distinct `SCALE_FEATURES`."""
+    if isinstance(features, str):
+        raise TypeError(f"features must be a sequence of names, such as ('params', 'tokens'), got {features!r}")
+    features = tuple(features)
+    if not features or len(set(features)) != len(features) or not set(features) <= set(SCALE_FEATURES):
+        raise ValueError(f"features must be distinct names from {SCALE_FEATURES}, got {features}")
+    return features
+
+
 def fit_law(
     observations: pd.DataFrame,
     *,
@@ -398,9 +461,7 @@ def fit_law(
     Example:
         >>> law = fit_law(runs, features=("params", "tokens"))        # doctest: +SKIP
     """
-    features = tuple(features)
-    if not features or len(set(features)) != len(features) or not set(features) <= set(SCALE_FEATURES):
-        raise ValueError(f"features must be distinct names from {SCALE_FEATURES}, got {features}")
+    features = checked_features(features)
     if batch_form not in (*BATCH_FORMS, "auto"):
         raise ValueError(f"batch_form must be one of {(*BATCH_FORMS, 'auto')}, got {batch_form!r}")
     uses_batch = "batch_tokens" in features
