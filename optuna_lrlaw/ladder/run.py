@@ -630,7 +630,11 @@ def _bracket_lr(study: optuna.Study, lr_param: str, lr_range: tuple[float, float
     lies, or None when the sweep brackets its optimum, has too few runs to say on which
     side, has spent its `BRACKET_TRIALS`, or the range ends there (the optimum lies outside
     what the user lets us search), or that LR has failed more often than a retried run may
-    (a run that kills its worker every time is not tried for ever)."""
+    (a run that kills its worker every time is not tried for ever).
+
+    Where the range ends at the best run and its neighbour lies more than `BRACKET_STEP`^2
+    below it (above, at the lower end), the optimum may still lie in that gap, where no run
+    has looked: the rung probes its middle (in log LR) instead of giving up."""
     if sum(bool(t.user_attrs.get(BRACKET_ATTR)) for t in _trials(study, *RUN_STATES)) >= BRACKET_TRIALS:
         return None
     observations, optimum = _own_optimum(study)
@@ -639,6 +643,12 @@ def _bracket_lr(study: optuna.Study, lr_param: str, lr_range: tuple[float, float
     finite = observations.loc[~observations["diverged"].astype(bool), "lr"]
     edge, step = (finite.min(), 1 / BRACKET_STEP) if optimum["beyond"] == "below" else (finite.max(), BRACKET_STEP)
     lr = float(min(max(edge * step, lr_range[0]), lr_range[1]))
+    if lr == edge:  # the range ends at the best run: look inside, in a gap wide enough to hide the optimum
+        inner = finite[finite < edge] if optimum["beyond"] == "above" else finite[finite > edge]
+        neighbour = (inner.max() if optimum["beyond"] == "above" else inner.min()) if len(inner) else edge
+        if max(edge / neighbour, neighbour / edge) <= BRACKET_STEP**2:
+            return None
+        lr = float(math.sqrt(edge * neighbour))
     failures = sum(trial_lr(t, lr_param) == lr for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     return None if lr in set(observations["lr"]) or failures > MAX_RETRIES else lr
 
