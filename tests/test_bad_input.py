@@ -431,13 +431,39 @@ def _faults():
     def storage_internal():
         raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.")
 
+    def sqlite_disk_full():  # as Optuna reports SQLite's full disk: its own words on top
+        try:
+            raise sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database or disk is full"))
+        except sqlalchemy.exc.OperationalError as error:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from error
+
     return {
         "disk full, inside Optuna": (disk_full_inside_optuna, "no space left on the disk (/ckpt/run.pt.tmp)"),
         "database gone": (database_gone, "the database stopped answering"),
         "GPU out of memory": (gpu_out_of_memory, "out of memory while training"),
         "CPU out of memory": (cpu_out_of_memory, "out of memory while training"),
         "storage error": (storage_internal, "the database stopped answering"),
+        "SQLite's disk full": (sqlite_disk_full, "no space left on the disk"),
     }
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, whose writes fail as a full disk's do")
+def test_a_checkpoint_on_a_full_disk_is_named_and_leaves_no_partial_file(tmp_path):
+    """A real ENOSPC (writes to /dev/full): the run stops with the error the command names as
+    a full disk, and the checkpoint's scratch file is removed. (torch's writer, given a path,
+    reported it as an unexplained RuntimeError.)"""
+    from optuna_lrlaw.cli import named_fault
+    from optuna_lrlaw.proxies import ProxyConfig
+    from optuna_lrlaw.proxies.train import TrainConfig, train_proxy
+
+    model = ProxyConfig(width=16, depth=1, heads=2, seq_len=16)
+    config = TrainConfig(model, lr=1e-2, tokens=16 * 8 * 8, batch_size=8, evals=2, checkpoint_dir=str(tmp_path))
+    scratch = tmp_path / f"{config.fingerprint()}.tmp"
+    scratch.symlink_to("/dev/full")
+    with pytest.raises(Exception) as raised:
+        train_proxy(config, device="cpu")
+    assert named_fault(raised.value).startswith("no space left on the disk")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("fault", list(_faults()))

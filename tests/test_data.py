@@ -55,7 +55,7 @@ def test_windows_are_next_token_pairs_and_fixed_windows_repeat(source, tmp_path)
     batch = corpus.sample("train", 4, 16, np.random.default_rng(0))
     assert batch.shape == (4, 17) and batch.dtype == np.int64
     assert np.array_equal(corpus.fixed_windows("val", 3, 8), corpus.fixed_windows("val", 3, 8))
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(ValueError, match="fewer than one sequence"):
         corpus.sample("val", 1, 10**6, np.random.default_rng(0))
 
 

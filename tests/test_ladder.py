@@ -246,6 +246,43 @@ def test_a_trial_of_a_local_worker_that_has_ended_is_run_again_at_once(tmp_path)
     assert [t.params["lr"] for t in trials if t.system_attrs.get("failed_trial") == 0] == [killed.params["lr"]]
 
 
+def test_a_dead_workers_run_keeps_its_slot_between_its_failure_and_its_retry(tmp_path):
+    """The worker that fails a dead worker's trial writes the failure, then the retry. A
+    worker starting a trial in between finds the rung's budget taken (it used to take the
+    slot, and the rung ended with one run too many); the retry then runs. A run that failed
+    in its own worker (it raised) frees its slot."""
+    from optuna_lrlaw.ladder.run import ENDED_ATTR, SURPLUS_ATTR, WORKER_ATTR, _admitted
+
+    rung = TrainerRung("mine", Scale(1e4, 2e5), lambda lr, trial: 3.0 + 0.05 * math.log(lr / 3e-3) ** 2)
+    objective = rung.objective((1e-4, 1e-1))
+    searching = _admitted(objective, budget=2)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'slots.db'}", study_name="ladder/mine")
+    study.optimize(searching, n_trials=1)
+    dead = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    dead.set_user_attr(WORKER_ATTR, "elsewhere:1")  # admitted, then its worker was killed
+    study._storage.set_trial_state_values(dead._trial_id, optuna.trial.TrialState.FAIL)
+
+    study.optimize(searching, n_trials=1)  # between the failure and the retry
+    assert study.trials[-1].user_attrs.get(SURPLUS_ATTR) is True
+
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, study.trials[dead.number])
+    study.optimize(searching, n_trials=1)
+    retry = study.trials[-1]
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == dead.params
+
+    raised = study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)})
+    raised.set_user_attr(WORKER_ATTR, "here:1")
+    raised.set_user_attr(ENDED_ATTR, True)
+    study.tell(raised, state=optuna.trial.TrialState.FAIL)
+    # Two runs stand; the failed one freed nothing they hold.
+    study.optimize(searching, n_trials=1)
+    assert study.trials[-1].user_attrs.get(SURPLUS_ATTR) is True
+    budget_of_three = _admitted(objective, budget=3)
+    study.optimize(budget_of_three, n_trials=1)
+    assert study.trials[-1].state == optuna.trial.TrialState.COMPLETE
+
+
 def test_a_worker_killed_while_bracketing_leaves_a_run_the_next_worker_finishes(tmp_path):
     """A worker dies in the middle of a bracketing run: the next worker, arriving at a rung
     whose search is spent, waits for the dead run to go stale, runs its retry, and goes on

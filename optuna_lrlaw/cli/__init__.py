@@ -49,6 +49,10 @@ def main() -> None:
 _RESUME = "then run the same command again: it resumes where this one stopped"
 
 
+#: How databases say their disk is full: SQLite, PostgreSQL (errno 28's text), MySQL/MariaDB.
+_DISK_FULL = ("database or disk is full", "no space left on device", "the table is full")
+
+
 def named_fault(error: BaseException) -> str | None:
     """One line naming a fault of the machine or the database behind ``error`` (or an error it
     was raised from), with its remedy; None for anything else. Optuna records the trial a
@@ -57,19 +61,26 @@ def named_fault(error: BaseException) -> str | None:
     while error is not None and error not in chain:
         chain.append(error)
         error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    for cause in chain:
-        names = {kind.__name__ for kind in type(cause).__mro__}
-        text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
-            where = f" ({cause.filename})" if cause.filename else ""
+    # The deepest cause first: Optuna wraps a database's own words in a generic message.
+    causes = [(cause, _first_line(cause), {kind.__name__ for kind in type(cause).__mro__}) for cause in chain[::-1]]
+    for cause, text, _ in causes:
+        if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or any(w in text.lower() for w in _DISK_FULL):
+            where = f" ({cause.filename})" if getattr(cause, "filename", None) else ""
             return f"no space left on the disk{where}: free some, or move --storage and --checkpoint-dir; {_RESUME}"
+    for _, text, names in causes:
         if "OutOfMemoryError" in names or "can't allocate memory" in text or "out of memory" in text.lower():
             return (
                 f"out of memory while training ({text[:120]}): lower --batch-size, --seq-len, --widths or --depth; "
                 + _RESUME
             )
+    for _, text, names in causes:
         if names & {"OperationalError", "InterfaceError", "StorageInternalError"} or "database is locked" in text:
             from optuna_lrlaw.integration.study import hide_passwords
 
             return f"the database stopped answering ({hide_passwords(text)[:160]}): check that it runs; {_RESUME}"
     return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

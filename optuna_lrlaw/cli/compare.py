@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from optuna_lrlaw.cli.ladder import ProgressEvents, table_console
+from optuna_lrlaw.cli.ladder import ProgressEvents, quiet_optuna, table_console
 from optuna_lrlaw.science._arguments import check_writable
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def compare(
         if path is not None:
             check_writable(path, option, folder=False)
     plan = comparison_plan(preset, **({} if replay_seeds is None else {"replay_seeds": replay_seeds}))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     training = {} if corpus is None else {"corpus": corpus}
     with ProgressEvents(table_console(stderr=True), None) as events:
         comparison = compare_search_costs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from typing import Annotated
@@ -53,8 +54,6 @@ def ladder(
 ) -> None:
     """Search the optimal LR on proxies of growing width, refitting the law at each rung, and
     predict the LR at --target-width. Everything is stored in --storage; rerun to resume."""
-    import optuna
-
     from optuna_lrlaw.integration.study import masked_url
     from optuna_lrlaw.ladder import default_rungs, run_ladder
     from optuna_lrlaw.ladder.run import json_records
@@ -69,7 +68,7 @@ def ladder(
     }
     rungs = default_rungs(_int_list(widths, "widths"), **shape)
     (target,) = default_rungs([target_width], **shape)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     console = table_console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
     common["stale_after"] = stale_after
@@ -194,6 +193,24 @@ def _prediction_dict(target: str, prediction: LRPrediction | None) -> dict | Non
         "recommended_lr": hedged.lr,
         "recommended_expected_regret": hedged.expected_regret,
     }
+
+
+def quiet_optuna() -> None:
+    """Optuna's warnings, one line each: a trial's error reaches `main`, which names a fault
+    in one line or raises the error with its traceback, so Optuna's copy of that traceback
+    only buries the line that matters."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(kept, _WithoutTraceback) for kept in handler.filters):
+            handler.addFilter(_WithoutTraceback())
+
+
+class _WithoutTraceback(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
 
 
 def table_console(stderr: bool = False) -> Console:

@@ -20,12 +20,11 @@ def report(
 ) -> None:
     """Write the ladder's table, its law and every rung's sweep and belief into one HTML page
     (plotly.js inlined: it renders with no network)."""
-    import optuna
-
+    from optuna_lrlaw.cli.ladder import quiet_optuna
     from optuna_lrlaw.integration.study import sqlite_path
     from optuna_lrlaw.visualization import ladder_report
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     path = sqlite_path(storage)
     if path not in (None, "", ":memory:") and not Path(path).is_file():
         raise ValueError(f"no SQLite database at {path}: the report reads a climbed ladder, it creates nothing")

@@ -19,6 +19,7 @@ a dead worker's run retried (`_finish_rung`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import math
 import os
@@ -417,8 +418,8 @@ def record_rung(
 
 
 #: On a trial that a worker started when it was not the rung's to run (the budget taken, its
-#: LR run by another worker): it trained nothing (pruned before suggesting an LR) and is
-#: not counted as a run.
+#: LR run by another worker): it trained nothing (pruned before it started) and is not
+#: counted as a run.
 SURPLUS_ATTR = "lrlaw.ladder.surplus"
 #: On every trial a ladder worker runs: the worker, ``host:pid``, for an operator to tell
 #: which machine ran what (shown by optuna-dashboard).
@@ -429,6 +430,9 @@ HEARTBEAT_ATTR = "lrlaw.ladder.heartbeats"
 #: A trial of a worker of this machine whose process has ended is failed once it is this
 #: old (seconds): long enough for a retried trial's new worker to have marked it as its own.
 _DEAD_WORKER_GRACE = 5.0
+#: On every trial whose objective returned or raised in its worker: if it failed, its run
+#: failed (a crash, a NaN), not its worker, and nobody retries it (see `_awaits_retry`).
+ENDED_ATTR = "lrlaw.ladder.ended"
 #: The shortest ``stale_after``: a live worker's heartbeat must come well within it.
 _MIN_STALE_SECONDS = 4.0
 #: On a trial enqueued to bracket the rung's optimum (`_bracket_lr`).
@@ -450,7 +454,10 @@ def _admitted(objective: ProxyObjective, budget: int) -> Callable[[optuna.Trial]
             raise optuna.TrialPruned(why)
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         trial.set_user_attr(HEARTBEAT_ATTR, _has_heartbeats(trial.study._storage))
-        return objective(trial)
+        try:
+            return objective(trial)
+        finally:
+            trial.set_user_attr(ENDED_ATTR, True)
 
     return admitted_objective
 
@@ -461,7 +468,8 @@ def _surplus(trial: optuna.Trial, budget: int, lr_param: str) -> str | None:
     A searched trial needs one of the rung's ``budget`` slots: fewer than ``budget`` earlier
     searched trials may be runs, running or waiting (a dead worker's retried run). The
     storage numbers trials one at a time, so workers that start together agree on which
-    trials are within the budget. An enqueued trial (a retried run, or a bracketing LR)
+    trials are within the budget; a dead worker's run, failed and not yet enqueued again,
+    keeps its slot (`_awaits_retry`). An enqueued trial (a retried run, or a bracketing LR)
     needs an LR that no earlier trial has run, is running or waits to run, and a bracketing
     one a free bracketing slot.
     """
@@ -469,7 +477,11 @@ def _surplus(trial: optuna.Trial, budget: int, lr_param: str) -> str | None:
     trials = trial.study.get_trials(deepcopy=False)  # one read of the storage per trial start
     frozen = next(t for t in trials if t.number == trial.number)
     earlier = [
-        t for t in trials if t.number < trial.number and t.state in counted and not t.user_attrs.get(SURPLUS_ATTR)
+        t
+        for t in trials
+        if t.number < trial.number
+        and (t.state in counted or _awaits_retry(t, trials))
+        and not t.user_attrs.get(SURPLUS_ATTR)
     ]
     lr = trial_lr(frozen, lr_param)  # set already: an enqueued LR, or a dead worker's run retried
     if lr is None:
@@ -481,6 +493,22 @@ def _surplus(trial: optuna.Trial, budget: int, lr_param: str) -> str | None:
     if frozen.user_attrs.get(BRACKET_ATTR) and brackets >= BRACKET_TRIALS:
         return "the rung's bracketing runs are taken by other workers"
     return None
+
+
+def _awaits_retry(trial: FrozenTrial, trials: list[FrozenTrial]) -> bool:
+    """Whether ``trial`` is a dead worker's run that is about to be enqueued again.
+
+    The worker that fails an abandoned trial (Optuna's heartbeat, or `_fail_abandoned`)
+    writes the failure first and the retry after it; another worker starting a trial in
+    between must not take the run's slot, or the rung ends with one run too many. A trial
+    whose objective ended in its worker (`ENDED_ATTR`), or that has used its `MAX_RETRIES`,
+    is not retried.
+    """
+    if trial.state != TrialState.FAIL or trial.user_attrs.get(ENDED_ATTR) or WORKER_ATTR not in trial.user_attrs:
+        return False
+    if len(trial.system_attrs.get("retry_history", ())) >= MAX_RETRIES:
+        return False
+    return not any(trial.number in t.system_attrs.get("retry_history", ()) for t in trials)
 
 
 def _trials(study: optuna.Study, *states: TrialState) -> list[FrozenTrial]:
@@ -531,10 +559,11 @@ def _fail_abandoned(study: optuna.Study, stale_after: float) -> None:
     with warnings.catch_warnings():  # the retry callback is experimental in Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)
-    for trial in study.get_trials(deepcopy=True, states=(TrialState.RUNNING,)):
-        why = _abandoned(trial, stale_after)
+    for running in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        why = _abandoned(running, stale_after)
         if why is None:
             continue
+        trial = copy.deepcopy(running)  # the storage's own copy is not ours to change
         warnings.warn(
             f"trial {trial.number} of {study.study_name!r} is marked failed and run again: {why}", stacklevel=2
         )

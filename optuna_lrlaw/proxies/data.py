@@ -82,13 +82,22 @@ class Corpus:
         starts = np.linspace(0, len(tokens) - seq_len - 1, num=count).astype(np.int64)
         return np.stack([tokens[start : start + seq_len + 1] for start in starts]).astype(np.int64)
 
+    def check_fits(self, seq_len: int) -> None:
+        """Refuse a sequence length that a split cannot hold one window of (a sequence and its
+        next-token targets), before anything trains on it."""
+        for split in ("train", "val"):
+            self._split(split, seq_len)
+
     def _split(self, split: str, seq_len: int) -> np.ndarray:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         tokens = self.train if split == "train" else self.val
-        if len(tokens) <= seq_len + 1:
+        window = seq_len + 1
+        if len(tokens) <= window:
+            name = "training" if split == "train" else "validation"
             raise ValueError(
-                f"the {split} split of {self.path} has {len(tokens)} tokens, too few for windows of {seq_len}"
+                f"the corpus's {name} split holds {len(tokens):,} tokens, fewer than one sequence of "
+                f"seq_len={seq_len} needs ({window:,}): lower seq_len or prepare a larger corpus"
             )
         return tokens
 
