@@ -32,7 +32,10 @@ class Recorder(LadderEvents):
     """Records the ladder's events and publishes each finished rung, as docs/figures.md shows."""
 
     def __init__(self) -> None:
-        self.started, self.finished, self.rungs_done = [], [], []
+        self.started, self.finished, self.rungs_done, self.notes = [], [], [], []
+
+    def note(self, index, rung, text):
+        self.notes.append(text)
 
     def rung_started(self, index, rung, prior, trials_left):
         self.started.append((index, rung.name, prior, trials_left))
@@ -381,16 +384,22 @@ def test_a_rung_whose_best_run_sits_at_an_edge_steps_past_it(code_corpus, tmp_pa
     record_rung(study, rung, index=0)
     for lr in (1e-4, 1.4e-4, 2e-4):
         study.enqueue_trial({"lr": lr})
-    climb(code_corpus, storage, widths=(16,), trials=3)
+    events = Recorder()
+    climb(code_corpus, storage, widths=(16,), trials=3, events=events)
     lrs = [t.params["lr"] for t in optuna.load_study(study_name=study.study_name, storage=storage).trials]
     assert lrs == pytest.approx([1e-4, 1.4e-4, 2e-4, 2e-4 * BRACKET_STEP, 2e-4 * BRACKET_STEP**2][: 3 + BRACKET_TRIALS])
+    # Still unbracketed (the optimum is ~50x above), it says so: the law leaves the rung out.
+    assert any(f"{BRACKET_TRIALS} bracketing run(s) past it" in line for line in events.notes)
     # Where the user's range ends, it stops: the optimum lies outside what may be searched.
     capped = optuna.create_study(storage=storage, study_name=f"capped/{rung.name}")
     record_rung(capped, rung, index=0)
     for lr in (1e-4, 1.4e-4, 2e-4):
         capped.enqueue_trial({"lr": lr})
-    climb(code_corpus, storage, widths=(16,), trials=3, name="capped", lr_range=(1e-4, 2e-4))
+    events = Recorder()
+    climb(code_corpus, storage, widths=(16,), trials=3, name="capped", lr_range=(1e-4, 2e-4), events=events)
     assert len(optuna.load_study(study_name=capped.study_name, storage=storage).trials) == 3
+    (line,) = [line for line in events.notes if "optimum lies above" in line]
+    assert "the LR range searched ends there (lr_range 0.0001 to 0.0002): widen it" in line
 
 
 def test_ladders_sharing_a_storage_keep_their_laws_apart(climbed, code_corpus):
@@ -503,6 +512,14 @@ def test_the_ladder_command_reports_rungs_and_a_prediction(climbed, code_corpus)
     tables = CliRunner().invoke(app, args)
     assert tables.exit_code == 0, tables.output
     assert "Scale-up ladder" in tables.stdout and f"{expected.lr:.3g}" in tables.stdout
+    # The answer reaches optuna-dashboard too: the top rung shows the law and the target's LR.
+    dashboard = pytest.importorskip("optuna_dashboard")
+    from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+
+    top = optuna.load_study(study_name=result.rungs["study"].iloc[-1], storage=storage)
+    note = dashboard.get_note(top)
+    assert "## The law of every rung" in note and f"**Optimal peak LR**: {expected.lr:.3g}" in note
+    assert "lrlaw-law" in get_plotly_graph_objects(top._storage.get_study_system_attrs(top._study_id))
 
 
 def test_the_ladder_command_refuses_bad_widths(tmp_path):

@@ -159,6 +159,14 @@ class ProgressEvents:
 
         publish_to_dashboard(study, prior)
 
+    def ladder_finished(self, result, study, prior: LRPrediction | None) -> None:
+        """The law of every rung, and its answer for the target, go into the top rung's study."""
+        from optuna_lrlaw.visualization import publish_to_dashboard
+
+        if result.law is not None:
+            target = None if result.target is None else result.target.scale
+            publish_to_dashboard(study, prior, law=result.law, target=target)
+
     def trial_finished(self, index, rung, trial) -> None:
         from optuna_lrlaw.ladder.run import BRACKET_ATTR
 

@@ -102,6 +102,12 @@ class LadderEvents:
         """This worker has marked rung ``index`` done (once per rung, in one worker): the
         moment to publish what it found, e.g. `publish_to_dashboard(study, prior)`."""
 
+    def ladder_finished(self, result: LadderResult, study: optuna.Study, prior: LRPrediction | None) -> None:
+        """The climb is over: ``result`` holds the law of every rung and the target; ``study``
+        is the top rung's, ``prior`` what the rungs below predicted for it. The moment to
+        publish the answer, e.g. `publish_to_dashboard(study, prior, law=result.law,
+        target=result.target.scale)`."""
+
     def stage_started(self, label: str, rung: AnyRung, trials_left: int) -> None:
         """A search outside the ladder starts (`compare_search_costs`): ``label`` names it."""
 
@@ -273,7 +279,9 @@ def run_ladder(
     everything = LawFromStorage(storage, features=features, studies=study_names)
     with warnings.catch_warnings():  # no law at the end is what `law=None` says
         warnings.simplefilter("ignore", UserWarning)
-        return LadderResult(pd.DataFrame(rows), everything.law_for(None), stored_target)
+        result = LadderResult(pd.DataFrame(rows), everything.law_for(None), stored_target)
+    events.ladder_finished(result, study, prior)
+    return result
 
 
 #: On a ladder's first rung: the training seed of all its proxy runs, set by the worker
@@ -649,9 +657,33 @@ def _finish_rung(
             time.sleep(random.uniform(0.5, 1.5) * _POLL_SECONDS)  # waiting workers look at different moments
             continue
         lr = _bracket_lr(study, objective.lr_param, lr_range)
-        if lr is None or any(trial_lr(t, objective.lr_param) == lr for t in pending):
-            return  # bracketed, or the range ends there, or another worker is bracketing
+        if lr is None:
+            unbracketed = _unbracketed(study, lr_range)
+            if unbracketed is not None:
+                note(unbracketed)
+            return
+        if any(trial_lr(t, objective.lr_param) == lr for t in pending):
+            return  # another worker is bracketing
         study.enqueue_trial({objective.lr_param: lr}, user_attrs={BRACKET_ATTR: True})
+
+
+def _unbracketed(study: optuna.Study, lr_range: tuple[float, float]) -> str | None:
+    """Why a finished rung's sweep leaves its optimum outside (the law cannot place it, and
+    leaves the rung out), or None when it brackets it or has too few runs to tell."""
+    observations, optimum = _own_optimum(study)
+    side = optimum.get("beyond")
+    if side not in ("below", "above"):
+        return None
+    finite = observations.loc[~observations["diverged"].astype(bool), "lr"]
+    edge = finite.min() if side == "below" else finite.max()
+    end = lr_range[0] if side == "below" else lr_range[1]
+    why = (
+        f"the LR range searched ends there (lr_range {lr_range[0]:.3g} to {lr_range[1]:.3g}): widen it"
+        if math.isclose(edge, end, rel_tol=1e-9)
+        else f"{sum(bool(t.user_attrs.get(BRACKET_ATTR)) for t in _trials(study, *RUN_STATES))} bracketing run(s) "
+        "past it did not reach it"
+    )
+    return f"the optimum lies {side} the sweep's runs (its best is at {edge:.3g}); {why}; the law leaves this rung out"
 
 
 def _bracket_lr(study: optuna.Study, lr_param: str, lr_range: tuple[float, float]) -> float | None:
