@@ -606,6 +606,12 @@ def test_each_rung_shows_its_figures_and_note_in_optuna_dashboard(climbed):
         assert {"lrlaw-sweep", "lrlaw-belief"} <= set(figures)
         sweep = json.loads(figures["lrlaw-sweep"])
         assert sweep["layout"]["xaxis"]["title"]["text"].startswith("peak learning rate")
+        # The figure states the optimum the table does (both at the proxies' stated noise).
+        row = result.rungs.iloc[index]
+        assert (
+            f"eta* = {row['lr_star']:.3g}, 90% interval {row['lr_lo']:.3g} to {row['lr_hi']:.3g}"
+            in sweep["layout"]["title"]["text"]
+        )
         note = dashboard.get_note(study)
         assert "**Posterior**" in note
         assert ("**Prior**: none" in note) == (index == 0) and ("**Recommended LR**" in note) == (index > 0)

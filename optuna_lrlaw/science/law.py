@@ -85,7 +85,7 @@ def _sweep_keys(features: tuple[str, ...]) -> list[str]:
     return ["params", "tokens", *(["batch_tokens"] if "batch_tokens" in features else [])]
 
 
-def _stated_noise(sweep: pd.DataFrame) -> float | None:
+def stated_noise(sweep: pd.DataFrame) -> float | None:
     """The noise the trainer stated for a sweep's runs (their median), if it stated any."""
     if "noise" not in sweep.columns or sweep["noise"].isna().all():
         return None
@@ -109,7 +109,7 @@ def estimate_optima(observations: pd.DataFrame, features: tuple[str, ...] = DEFA
                 sweep["lr"].to_numpy(),
                 sweep["loss"].to_numpy(),
                 diverged=sweep["diverged"].to_numpy(),
-                noise=_stated_noise(sweep),
+                noise=stated_noise(sweep),
             )
         except ValueError as error:
             rows.append(

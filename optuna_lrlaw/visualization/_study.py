@@ -10,6 +10,7 @@ import pandas as pd
 
 from optuna_lrlaw.integration.sampler import BELIEF_ATTR
 from optuna_lrlaw.integration.study import observations_from_study
+from optuna_lrlaw.science.law import stated_noise
 from optuna_lrlaw.science.optimum import OptimumEstimate, estimate_optimum
 from optuna_lrlaw.visualization._plotly import graph_objects
 
@@ -81,9 +82,11 @@ def plot_sweep(study: optuna.Study, lr_param: str = "lr") -> go.Figure:
 
 
 def sweep_optimum(runs: pd.DataFrame) -> OptimumEstimate | None:
-    """The posterior of a sweep's optimum, or None while its runs cannot locate one."""
+    """The posterior of a sweep's optimum, or None while its runs cannot locate one: the
+    estimate the law and the ladder's table use (at the trainer's stated noise)."""
     try:
-        return estimate_optimum(runs["lr"], runs["loss"], diverged=runs["diverged"].to_numpy(dtype=bool))
+        diverged = runs["diverged"].to_numpy(dtype=bool)
+        return estimate_optimum(runs["lr"], runs["loss"], diverged=diverged, noise=stated_noise(runs))
     except ValueError:  # fewer than three finite runs, and no prior
         return None
 
