@@ -207,6 +207,29 @@ def test_the_compare_command_prints_and_writes_the_comparison(compared, code_cor
     assert table.exit_code == 0 and "μTransfer, horizon matched" in table.stdout and "Goal" in table.stdout
 
 
+@pytest.mark.parametrize("width", [80, 160])
+def test_the_comparison_table_fits_the_terminal(compared, width, monkeypatch):
+    """At 80 columns the table leaves out its least wanted columns (cost details), never
+    ellipsizing a cell; every strategy and its regret always show."""
+    import importlib
+    import os
+
+    from rich.console import Console
+
+    compare_command = importlib.import_module("optuna_lrlaw.cli.compare")  # the package's `compare` is the command
+
+    _, plan, comparison, _ = compared
+    console = Console(width=width, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    monkeypatch.setattr(compare_command, "table_console", lambda: console)
+    compare_command.print_comparison(comparison, plan.target)
+    text = console.export_text()
+    table = text.split("Goal (")[0]
+    assert "…" not in table and max(len(line) for line in table.splitlines()) <= width
+    for _, row in comparison.strategies.iterrows():
+        assert row.strategy in table and f"{100 * row.regret:.2f}% ± {100 * row.regret_se:.2f}" in table
+    assert ("not shown at this width" in table) == (width == 80)
+
+
 def test_mutransfer_is_anchored_at_the_smallest_rung():
     plan = tiny_plan()
     proxy, target = plan.in_mup(plan.base), plan.in_mup(plan.target)

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from optuna_lrlaw.cli.ladder import ProgressEvents, quiet_optuna, table_console
+from optuna_lrlaw.cli.ladder import ProgressEvents, fitting_table, quiet_optuna, table_console
 from optuna_lrlaw.science._arguments import check_writable
 
 if TYPE_CHECKING:
@@ -83,25 +82,28 @@ def compare(
 def print_comparison(comparison: Comparison, target: Rung) -> None:
     """The strategies' table and the verdict on the product's goal."""
     console = table_console()
-    table = Table(
-        title=f"Choosing the LR of {target.name} ({target.scale().params:.3g} parameters)",
-        caption="regret: vs the best of the strategy's own parametrization, ± standard error; "
-        f"seconds on {comparison.device}",
-    )
-    columns = ("strategy", "runs", "FLOPs", "x search", "seconds", "lr", "regret", "measured (2 seeds)")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "strategy" else "right", no_wrap=True)
-    for _, row in comparison.strategies.iterrows():
-        table.add_row(
-            row.strategy,
-            str(row.runs),
-            f"{row.flops:.3g}",
-            f"{row.flops_vs_search:.2f}",
-            f"{row.seconds:.0f}",
-            "-" if math.isnan(row.lr) else f"{row.lr:.3g}",
-            _percent(row.regret, row.regret_se),
-            "-" if math.isnan(row.measured_regret) else _percent(row.measured_regret, row.measured_se),
-        )
+    rows = [
+        {
+            "strategy": row.strategy,
+            "lr": "-" if math.isnan(row.lr) else f"{row.lr:.3g}",
+            "regret": _percent(row.regret, row.regret_se),
+            "measured (2 seeds)": (
+                "-" if math.isnan(row.measured_regret) else _percent(row.measured_regret, row.measured_se)
+            ),
+            "x search": f"{row.flops_vs_search:.2f}",
+            "runs": str(row.runs),
+            "FLOPs": f"{row.flops:.3g}",
+            "seconds": f"{row.seconds:.0f}",
+        }
+        for _, row in comparison.strategies.iterrows()
+    ]
+
+    def caption(columns: tuple[str, ...]) -> str:
+        seconds = f"; seconds on {comparison.device}" if "seconds" in columns else ""
+        return f"regret: vs the best of the strategy's own parametrization, ± standard error{seconds}"
+
+    title = f"Choosing the LR of {target.name} ({target.scale().params:.3g} parameters)"
+    table = fitting_table(title, caption, tuple(rows[0]) if rows else ("strategy",), rows, console.width)
     console.print(table)
     goal = comparison.goal
     verdict = "[bold green]met[/bold green]" if goal["met"] else "[bold red]not met[/bold red]"

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import sys
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 import typer
@@ -259,21 +260,36 @@ def _rung_cells(row) -> dict[str, str]:
 
 
 def rungs_table(rungs, width: int) -> Table:
-    """The rungs as a table no wider than ``width``: columns that do not fit are left out,
-    the least wanted first (`_COLUMNS`), and the caption says which."""
+    """The rungs as a table no wider than ``width`` (`fitting_table`, by `_COLUMNS`)."""
+
+    def caption(columns: tuple[str, ...]) -> str:
+        return "lr intervals are 90%" + ("; pruned/div. count trials" if "pruned/div." in columns else "")
+
     cells = [_rung_cells(row) for _, row in rungs.iterrows()]
+    return fitting_table("Scale-up ladder", caption, _COLUMNS, cells, width)
+
+
+def fitting_table(
+    title: str,
+    caption: Callable[[tuple[str, ...]], str],
+    columns: Sequence[str],
+    rows: list[dict[str, str]],
+    width: int,
+) -> Table:
+    """A table no wider than ``width``: ``columns`` come most wanted first, and those that do
+    not fit are left out from the end, the caption (``caption`` of the columns kept) saying
+    which. The first column is text, the others numbers."""
     unbounded = Console(width=10_000)  # measures a table's natural width
-    for kept in range(len(_COLUMNS), 1, -1):
-        columns = _COLUMNS[:kept]
-        dropped = _COLUMNS[kept:]
-        caption = "lr intervals are 90%" + ("; pruned/div. count trials" if "pruned/div." in columns else "")
+    for kept in range(len(columns), 1, -1):
+        shown, dropped = tuple(columns[:kept]), columns[kept:]
+        note = caption(shown)
         if dropped:
-            caption += f"; not shown at this width: {', '.join(dropped)} (--json has all)"
-        table = Table(title="Scale-up ladder", caption=caption)
-        for column in columns:
-            table.add_column(column, justify="left" if column == "rung" else "right", no_wrap=True)
-        for row in cells:
-            table.add_row(*(row[column] for column in columns))
+            note += f"; not shown at this width: {', '.join(dropped)} (--json has all)"
+        table = Table(title=title, caption=note)
+        for column in shown:
+            table.add_column(column, justify="left" if column == columns[0] else "right", no_wrap=True)
+        for row in rows:
+            table.add_row(*(row[column] for column in shown))
         if Measurement.get(unbounded, unbounded.options, table).maximum <= width:
             break
     return table
