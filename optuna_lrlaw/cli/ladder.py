@@ -72,7 +72,7 @@ def ladder(
     quiet_optuna()
     console = table_console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
-    common["stale_after"] = stale_after
+    common |= {"stale_after": stale_after}
     with ProgressEvents(console, len(rungs)) as events:
         result = run_ladder(rungs, trials=trials, events=events, checkpoint_dir=checkpoint_dir, target=target, **common)
     prediction = result.predict(target.scale()) if result.law is not None else None

@@ -218,10 +218,10 @@ def training_memory(config: TrainConfig) -> int:
     """About how many bytes training ``config`` holds at once: fp32 weights, gradients and
     AdamW's two moments (16 bytes a parameter, embeddings and head included), and the
     activations kept for the backward pass (per token: each layer's inputs, attention and
-    MLP intermediates; the logits three times over). A floor, not a profile: a run needs at
-    least this much, so refusing a run below it never stops one that would fit. (On a CPU,
-    the resident memory of 3 training steps rose by 1.5x to 3.6x this at widths 64 to 512:
-    allocators keep what they freed.)"""
+    MLP intermediates; the logits three times over). It errs low, so it refuses only runs
+    that are far too large: on a CPU, the resident memory of 3 training steps rose by 1.5x
+    to 3.7x this at widths 64 to 512 (`python benchmarks/training_memory.py`; allocators
+    keep what they freed)."""
     model = config.model
     experts = max(1, model.top_k) if model.is_moe else 1
     all_params = model.params() + (2 * model.padded_vocab + model.seq_len) * model.width
