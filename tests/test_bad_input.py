@@ -74,6 +74,7 @@ CASES = {
     ),
     "ladder name empty": (["ladder", "--name", ""], "name must name the ladder"),
     "ladder seed negative": (["ladder", "--seed", "-1"], "seed must be at least 0"),
+    "no jobs": (["ladder", "--jobs", "0"], "jobs must be at least 1"),
     "in-memory SQLite": (["ladder", "--storage", "sqlite:///:memory:"], "in-memory SQLite database"),
     "in-memory SQLite, short form": (["report", "sqlite://"], "in-memory SQLite database"),
     "checkpoint folder is a file": (

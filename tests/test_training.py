@@ -7,10 +7,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+import torch
 
+import optuna_lrlaw.proxies.train as train_module
 from optuna_lrlaw import DIVERGED_ATTR, LRLawSampler, set_study_scale
 from optuna_lrlaw.proxies import ProxyConfig, TrainConfig, builtin_corpus, prepare_corpus, proxy_objective, train_proxy
+from optuna_lrlaw.proxies.model import build_model
 from optuna_lrlaw.proxies.schedule import lr_factor
+from optuna_lrlaw.proxies.train import PEAK_FLOPS, compile_pays
 
 PACKAGE = Path(__file__).resolve().parents[1] / "optuna_lrlaw"
 TINY = ProxyConfig(width=32, depth=1, heads=2, seq_len=32)
@@ -49,6 +53,30 @@ def test_same_seed_same_run_and_another_seed_another_run(corpus):
     first, second = train_proxy(tiny_run(corpus), device="cpu"), train_proxy(tiny_run(corpus), device="cpu")
     assert first.final_loss == second.final_loss
     assert train_proxy(tiny_run(corpus, seed=1), device="cpu").final_loss != first.final_loss
+
+
+def test_compilation_is_chosen_where_it_pays():
+    """Never on the CPU or for MoE proxies; on a GPU for a dense model whose eager run is long
+    (85M parameters at 20 tokens each), not for a ladder's rung (width 64, 1M tokens)."""
+    h200 = PEAK_FLOPS["H200"]
+    big = TrainConfig(ProxyConfig(width=768, depth=12, heads=12, seq_len=1024), lr=1e-3, tokens=85_000_000 * 20)
+    rung = TrainConfig(ProxyConfig(width=64, depth=2, heads=4, seq_len=128), lr=1e-3, tokens=983_040)
+    assert compile_pays(big, h200) and not compile_pays(big, None)
+    assert not compile_pays(rung, h200)
+    assert not compile_pays(replace(big, model=replace(big.model, n_experts=8, top_k=2)), h200)
+
+
+def test_a_compiled_shape_is_reused_with_each_runs_own_weights(monkeypatch):
+    """A second run of one shape gets the first one's compiled forward, its weights those a
+    fresh model of its own seed has."""
+    monkeypatch.setattr(train_module, "_COMPILED", {})
+    first, second = (TrainConfig(TINY, lr=1e-2, tokens=2**14, seed=seed, compile=True) for seed in (0, 1))
+    model, forward = train_module._model_for(first, torch.device("cpu"))
+    again, forward_again = train_module._model_for(second, torch.device("cpu"))
+    assert again is model and forward_again is forward
+    torch.manual_seed(1)
+    for mine, fresh in zip(again.state_dict().values(), build_model(TINY).state_dict().values(), strict=True):
+        torch.testing.assert_close(mine, fresh)
 
 
 def test_a_huge_learning_rate_diverges_without_raising(corpus):

@@ -51,6 +51,14 @@ def ladder(
         float,
         typer.Option(help="Seconds after which a silent worker's trial is run again (a dead local worker: at once)."),
     ] = 120.0,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs trained at once by worker processes on this machine; default: 1 on a CPU, "
+            "on a GPU as many as its memory holds (at most 8).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Search the optimal LR on proxies of growing width, refitting the law at each rung, and
@@ -72,7 +80,7 @@ def ladder(
     quiet_optuna()
     console = table_console(stderr=True)
     common = {"storage": storage, "name": name, "device": device, "seed": seed, "corpus": corpus}
-    common |= {"stale_after": stale_after}
+    common |= {"stale_after": stale_after, "jobs": jobs}
     with ProgressEvents(console, len(rungs)) as events:
         result = run_ladder(rungs, trials=trials, events=events, checkpoint_dir=checkpoint_dir, target=target, **common)
     prediction = result.predict(target.scale()) if result.law is not None else None
@@ -169,11 +177,13 @@ class ProgressEvents:
             publish_to_dashboard(study, prior, law=result.law, target=target)
 
     def trial_finished(self, index, rung, trial) -> None:
-        from optuna_lrlaw.ladder.run import BRACKET_ATTR
+        from optuna_lrlaw.ladder.run import BRACKET_ATTR, WORKER_ATTR, worker_name
 
         lr = trial.params.get("lr", math.nan)
-        value = "pruned" if trial.value is None else f"loss {trial.value:.4f}"
+        value = f"loss {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
         state = trial.state.name.lower() + (", bracketing the optimum" if trial.user_attrs.get(BRACKET_ATTR) else "")
+        if trial.user_attrs.get(WORKER_ATTR, worker_name()) != worker_name():
+            state += f", by worker {trial.user_attrs[WORKER_ATTR]}"
         self.progress.console.print(f"    trial {trial.number}: lr {lr:.3g}, {value} ({state})")
         (task,) = (task for task in self.progress.tasks if task.id == self.rung_task)
         if task.completed >= (task.total or 0):  # a bracketing trial, on top of the rung's budget

@@ -55,10 +55,12 @@ from optuna_lrlaw.integration.study import (
     study_scale,
     trial_lr,
 )
+from optuna_lrlaw.ladder import _jobs
 from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
+from optuna_lrlaw.proxies import concurrency
 from optuna_lrlaw.proxies.config import ProxyConfig
 from optuna_lrlaw.proxies.objective import ProxyObjective
-from optuna_lrlaw.proxies.train import TrainConfig
+from optuna_lrlaw.proxies.train import TrainConfig, resolve_device, training_memory
 from optuna_lrlaw.science._arguments import check_int, check_real
 from optuna_lrlaw.science.law import DEFAULT_FEATURES, LRLaw, estimate_optima
 from optuna_lrlaw.science.prediction import LRPrediction
@@ -157,6 +159,7 @@ def run_ladder(
     events: LadderEvents | None = None,
     target: AnyRung | None = None,
     stale_after: float = STALE_SECONDS,
+    jobs: int | None = 1,
     **training,
 ) -> LadderResult:
     """Search the optimal LR at each rung, smallest first, refitting the law after every trial.
@@ -182,6 +185,12 @@ def run_ladder(
         stale_after: seconds after which a silent worker's trial is failed and run again: a
             trial whose heartbeat (or, without heartbeats, whose start) is older. A worker of
             this machine whose process has ended is not waited for.
+        jobs: how many runs train at once on this machine: ``jobs - 1`` helper processes
+            join the ladder on ``storage`` (a URL) as further workers, each rung's budget
+            still exact. ``None`` picks it from the device for a ladder of proxies (one
+            job on the CPU, whose cores torch's threads already use; on a GPU as many as its
+            free memory holds, at most 8 and never more than ``trials``) and 1 for a ladder of
+            `TrainerRung`, whose trainer the ladder cannot see.
         training: further `TrainConfig` fields for every run (``schedule``, ``corpus``, ...).
 
     Example:
@@ -193,6 +202,8 @@ def run_ladder(
         raise ValueError("a ladder needs at least one rung")
     check_int(trials, "trials", minimum=1)
     check_int(seed, "seed", minimum=0)
+    if jobs is not None:
+        check_int(jobs, "jobs", minimum=1)
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must name the ladder (its studies are called NAME/RUNG), got {name!r}")
     lr_range = checked_lr_range(lr_range)  # before the storage is created
@@ -211,12 +222,55 @@ def run_ladder(
     # created: bad input writes nothing.
     objectives = [rung.objective(lr_range, device=device, **training) for rung in ordered]
     stale_after = check_real(stale_after, "stale_after", at_least=_MIN_STALE_SECONDS)
-    storage = open_storage(storage, stale_seconds=stale_after)
-    events = events or LadderEvents()
+    storage_url, storage = storage, open_storage(storage, stale_seconds=stale_after)
     study_names = [f"{name}/{rung_name}" for rung_name in names]
     if any(isinstance(objective, ProxyObjective) for objective in objectives):
         train_seed = _ladder_train_seed(storage, study_names[0], seed)
         objectives = [o.with_seed(train_seed) if isinstance(o, ProxyObjective) else o for o in objectives]
+    settings = dict(trials=trials, seed=seed, lr_range=lr_range, max_expected_regret=max_expected_regret)
+    settings |= dict(features=features, target=target, stale_after=stale_after)
+    helper_call = dict(rungs=ordered, storage=storage_url, name=name, device=device, jobs=1, **settings, **training)
+    with _jobs_for(objectives, jobs, trials, helper_call):
+        return _climb(ordered, objectives, study_names, storage, events or LadderEvents(), **settings)
+
+
+def _jobs_for(objectives: list, jobs: int | None, trials: int, helper_call: dict) -> contextlib.AbstractContextManager:
+    """``jobs - 1`` helpers, each calling ``run_ladder(**helper_call)``, and this process's
+    share of the torch threads, for as long as the climb lasts."""
+    proxies = [o for o in objectives if isinstance(o, ProxyObjective)]
+    if jobs is None:
+        jobs = (
+            1
+            if len(proxies) < len(objectives)
+            else concurrency.default_jobs(
+                resolve_device(proxies[0].device), trials, max(training_memory(o.config) for o in proxies)
+            )
+        )
+    if jobs == 1:
+        return contextlib.nullcontext()
+    threads = concurrency.threads_per_job(resolve_device(proxies[0].device), jobs) if proxies else None
+    stack = contextlib.ExitStack()
+    stack.enter_context(_jobs.helpers(jobs - 1, helper_call, threads))
+    stack.enter_context(concurrency.torch_threads(threads))
+    return stack
+
+
+def _climb(
+    ordered: Sequence[AnyRung],
+    objectives: list,
+    study_names: list[str],
+    storage: optuna.storages.BaseStorage,
+    events: LadderEvents,
+    *,
+    trials: int,
+    seed: int,
+    lr_range: tuple[float, float],
+    max_expected_regret: float,
+    features: Sequence[str],
+    target: AnyRung | None,
+    stale_after: float,
+) -> LadderResult:
+    """`run_ladder`'s climb, its arguments checked and its storage open."""
     rows = []
     for index, rung in enumerate(ordered):
         # The rungs below this one make its law: the prediction it starts from.
@@ -247,14 +301,27 @@ def run_ladder(
         events.rung_started(index, rung, prior, trials_left)
         if not done:
             ran: list[int] = []
+            shown = {t.number for t in _trials(study, *FINISHED_STATES)}
 
             def report(
-                study: optuna.Study, trial: FrozenTrial, index: int = index, rung: AnyRung = rung, ran: list = ran
+                study: optuna.Study,
+                trial: FrozenTrial | None,
+                index: int = index,
+                rung: AnyRung = rung,
+                ran: list = ran,
+                shown: set = shown,
             ) -> None:
-                if trial.user_attrs.get(SURPLUS_ATTR):
-                    return  # not a run: another worker had the rung's last slots
-                ran.append(trial.number)
-                events.trial_finished(index, rung, trial)
+                """Each run of the rung once, as it ends here or another worker's is seen ended
+                (``trial`` None: only those)."""
+                if trial is not None and not trial.user_attrs.get(SURPLUS_ATTR):
+                    ran.append(trial.number)
+                ended = [t for t in _trials(study, *FINISHED_STATES) if t.number not in shown]
+                if trial is not None and trial.number not in {t.number for t in ended}:
+                    ended.append(trial)
+                for finished in sorted(ended, key=lambda t: t.number):
+                    shown.add(finished.number)
+                    if not finished.user_attrs.get(SURPLUS_ATTR):  # not a run: the rung was full
+                        events.trial_finished(index, rung, finished)
 
             def note(text: str, index: int = index, rung: AnyRung = rung) -> None:
                 events.note(index, rung, text)
@@ -432,6 +499,13 @@ SURPLUS_ATTR = "lrlaw.ladder.surplus"
 #: On every trial a ladder worker runs: the worker, ``host:pid``, for an operator to tell
 #: which machine ran what (shown by optuna-dashboard).
 WORKER_ATTR = "lrlaw.ladder.worker"
+
+
+def worker_name() -> str:
+    """This process as `WORKER_ATTR` names it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 #: On every trial a ladder worker runs: whether its storage records heartbeats (a trial
 #: without them is judged by its age, `_abandoned`).
 HEARTBEAT_ATTR = "lrlaw.ladder.heartbeats"
@@ -460,7 +534,7 @@ def _admitted(objective: ProxyObjective, budget: int) -> Callable[[optuna.Trial]
             trial.set_user_attr(SURPLUS_ATTR, True)
             trial.study.stop()
             raise optuna.TrialPruned(why)
-        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr(WORKER_ATTR, worker_name())
         trial.set_user_attr(HEARTBEAT_ATTR, _has_heartbeats(trial.study._storage))
         try:
             return objective(trial)
@@ -616,7 +690,7 @@ def _finish_rung(
     storage: optuna.storages.BaseStorage,
     objective: ProxyObjective,
     lr_range: tuple[float, float],
-    report: Callable[[optuna.Study, FrozenTrial], None],
+    report: Callable[[optuna.Study, FrozenTrial | None], None],
     stale_after: float,
     note: Callable[[str], None],
 ) -> None:
@@ -642,6 +716,7 @@ def _finish_rung(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
         _fail_abandoned(study, stale_after)
+        report(study, None)  # what the other workers finished meanwhile
         pending = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if any(t.state == TrialState.WAITING for t in pending):
             _optimize(study, enqueued_only, n_trials=1, callbacks=[report])

@@ -89,11 +89,16 @@ class MixtureOfExperts(nn.Module):
         probabilities = self.router(tokens).float().softmax(dim=-1)
         weights, chosen = probabilities.topk(self.top_k, dim=-1)
         weights = (weights / weights.sum(dim=-1, keepdim=True)).to(x.dtype)
-        output = torch.zeros_like(tokens)
-        for index, expert in enumerate(self.experts):
-            token_rows, slot = (chosen == index).nonzero(as_tuple=True)
-            contribution = expert(tokens[token_rows]) * weights[token_rows, slot, None]
-            output.index_add_(0, token_rows, contribution)
+        # The routed slots sorted by expert: one gather, a contiguous slice per expert, one
+        # scatter back, and one wait for the device (the slices' sizes) a layer, where a mask
+        # per expert gathered and waited once for each expert.
+        expert_of_slot = chosen.flatten()
+        order = expert_of_slot.argsort(stable=True)
+        token_rows = order // self.top_k
+        sizes = torch.bincount(expert_of_slot, minlength=len(self.experts)).tolist()
+        routed = tokens[token_rows].split(sizes)
+        outputs = torch.cat([expert(part) for expert, part in zip(self.experts, routed, strict=True)])
+        output = torch.zeros_like(tokens).index_add_(0, token_rows, outputs * weights.flatten()[order, None])
         routed_fraction = F.one_hot(chosen, len(self.experts)).float().mean(dim=(0, 1))
         balance = len(self.experts) * (routed_fraction * probabilities.mean(dim=0)).sum()
         return output.view_as(x), balance
