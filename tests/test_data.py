@@ -2,13 +2,16 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from optuna_lrlaw.proxies.data import builtin_corpus, open_corpus, prepare_corpus
+import optuna_lrlaw.proxies.data as data_module
+from optuna_lrlaw.proxies.data import builtin_corpus, builtin_corpus_for, open_corpus, prepare_corpus
 
 
 @pytest.fixture
@@ -90,6 +93,26 @@ def test_builtin_corpus_is_the_standard_library_split_by_file(tmp_path, monkeypa
     assert corpus.meta["tokens"]["train"] > 10_000_000 and corpus.meta["files"]["val"] > 10
     assert builtin_corpus().path == corpus.path  # prepared once, then reused
     assert not list(tmp_path.glob(".preparing-*"))
+
+
+def test_a_run_longer_than_the_standard_library_reads_the_installed_packages(tmp_path, monkeypatch):
+    """The packages' corpus is chosen past one epoch of the standard library's, named by the
+    files it is made of: the same files give the same corpus, one more file another."""
+    monkeypatch.setenv("OPTUNA_LRLAW_CACHE", str(tmp_path / "cache"))
+    packages = tmp_path / "site-packages"
+    shutil.copytree(Path(data_module.__file__).parents[1], packages / "optuna_lrlaw")
+    monkeypatch.setattr(data_module, "_packages_folder", lambda: packages)
+    data_module.packages_corpus.cache_clear()
+    small = builtin_corpus()
+    assert builtin_corpus_for(len(small.train)).path == small.path
+    large = builtin_corpus_for(len(small.train) + 1)
+    assert large.path != small.path and large.meta["files"]["train"] > 10
+    data_module.packages_corpus.cache_clear()
+    assert data_module.packages_corpus().fingerprint() == large.fingerprint()
+    (packages / "extra.py").write_text("print('one more file')\n" * 50)
+    data_module.packages_corpus.cache_clear()
+    assert data_module.packages_corpus().path != large.path
+    data_module.packages_corpus.cache_clear()
 
 
 def test_cli_prepares_a_corpus(source, tmp_path):

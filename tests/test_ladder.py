@@ -744,3 +744,21 @@ def test_a_piped_climb_prints_lines_and_no_progress_frames(code_corpus, tmp_path
         assert "converged" in lines[at]
     else:
         assert len(trials) >= 6
+
+
+def test_a_ladder_of_proxies_reads_one_built_in_corpus_chosen_for_its_largest_rung(monkeypatch):
+    """Rungs on different corpora would confound the law: the built-in corpus is chosen once,
+    for the largest rung's tokens (`builtin_corpus_for`), unless a corpus is given."""
+    import optuna_lrlaw.ladder.run as run_module
+
+    asked = []
+
+    def chosen(tokens):
+        asked.append(tokens)
+        raise LookupError("stop here")
+
+    monkeypatch.setattr(run_module, "builtin_corpus_for", chosen)
+    rungs = default_rungs(WIDTHS, **TINY)
+    with pytest.raises(LookupError):
+        run_ladder(rungs, storage=optuna.storages.InMemoryStorage(), **TRAINING)
+    assert asked == [max(rung.tokens for rung in rungs)]

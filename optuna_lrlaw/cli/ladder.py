@@ -35,7 +35,11 @@ def ladder(
     target_width: Annotated[int, typer.Option(help="Width of the model to predict the LR of.")] = 256,
     device: Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu or cuda.")] = "auto",
     corpus: Annotated[
-        str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
+        str | None,
+        typer.Option(
+            help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one (the standard library, "
+            "or the installed packages where the largest rung would read it more than once)."
+        ),
     ] = None,
     seed: Annotated[
         int,

@@ -55,6 +55,7 @@ from optuna_lrlaw.ladder.run import (
     trial_seconds,
 )
 from optuna_lrlaw.ladder.rungs import Rung, default_rungs
+from optuna_lrlaw.proxies.data import builtin_corpus_for
 from optuna_lrlaw.proxies.objective import ProxyObjective
 from optuna_lrlaw.science import priors
 from optuna_lrlaw.science.law import LRLaw, fit_law
@@ -221,12 +222,15 @@ def compare_search_costs(
         >>> plan = comparison_plan("cpu")                                          # doctest: +SKIP
         >>> compare_search_costs(plan, storage="sqlite:///compare.db").strategies  # doctest: +SKIP
     """
+    training = {**plan.training, **training}
+    if training.get("corpus") is None:  # one built-in corpus for every run: the one the target fits
+        training["corpus"] = str(builtin_corpus_for(plan.target.tokens).path)
     # The target's objective checks the device, corpus and settings before the storage is
     # created: bad input writes nothing.
-    plan.target.objective(plan.lr_range, device=device, **{**plan.training, **training})
+    plan.target.objective(plan.lr_range, device=device, **training)
     storage = open_storage(storage)
     events = events or LadderEvents()
-    runner = _Runner(storage, name, plan, device, seed, events, {**plan.training, **training})
+    runner = _Runner(storage, name, plan, device, seed, events, training)
     return runner.compare()
 
 

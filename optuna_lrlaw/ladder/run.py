@@ -59,6 +59,7 @@ from optuna_lrlaw.ladder import _jobs
 from optuna_lrlaw.ladder.rungs import AnyRung, Rung, TrainerRung, rung_identity
 from optuna_lrlaw.proxies import concurrency
 from optuna_lrlaw.proxies.config import ProxyConfig
+from optuna_lrlaw.proxies.data import builtin_corpus_for
 from optuna_lrlaw.proxies.objective import ProxyObjective
 from optuna_lrlaw.proxies.train import TrainConfig, resolve_device, training_memory
 from optuna_lrlaw.science._arguments import check_int, check_real
@@ -218,6 +219,9 @@ def run_ladder(
             UserWarning,
             stacklevel=2,
         )
+    if training.get("corpus") is None and all(isinstance(rung, Rung) for rung in ordered):
+        # One built-in corpus for every rung: the one the largest rung reads at most once.
+        training["corpus"] = str(builtin_corpus_for(max(rung.tokens for rung in ordered)).path)
     # Every rung's objective checks its device, corpus and settings before the storage is
     # created: bad input writes nothing.
     objectives = [rung.objective(lr_range, device=device, **training) for rung in ordered]

@@ -14,6 +14,8 @@ source code of the running Python's standard library: no download, about 30 MB o
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -169,17 +171,26 @@ def _read_meta(file: Path) -> dict:
     return meta
 
 
-def _source_files(source: Path, pattern: str) -> list[Path]:
+def _source_files(source: Path, pattern: str | Sequence[str]) -> list[Path]:
     if source.is_file():
         return [source]
     if not source.is_dir():
         raise FileNotFoundError(f"no such file or folder: {source}")
-    if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-        raise ValueError(f"pattern {pattern!r} reaches outside {source}: give file names under it, such as '*.txt'")
-    files = sorted((file for file in source.rglob(pattern) if file.is_file()), key=lambda file: file.as_posix())
-    if not files:
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    for each in patterns:
+        if not each or Path(each).is_absolute() or ".." in Path(each).parts:
+            raise ValueError(f"pattern {each!r} reaches outside {source}: give file names under it, such as '*.txt'")
+    if len(patterns) == 1:
+        found = {file for file in source.rglob(patterns[0]) if file.is_file()}
+    else:  # one walk, each file name matched against every pattern
+        found = {
+            file
+            for file in source.rglob("*")
+            if any(fnmatch.fnmatch(file.name, each) for each in patterns) and file.is_file()
+        }
+    if not found:
         raise ValueError(f"no files matching {pattern!r} under {source}")
-    return files
+    return sorted(found, key=lambda file: file.as_posix())
 
 
 def _split_files(files: list[Path], relative: list[str], val_fraction: float) -> dict[str, list[Path]]:
@@ -204,7 +215,7 @@ def prepare_corpus(
     tokenizer: str = "byte",
     vocab_size: int = 8192,
     val_fraction: float = 0.05,
-    pattern: str = "*",
+    pattern: str | Sequence[str] = "*",
     exclude: Sequence[str] = (),
 ) -> Corpus:
     """Tokenize a file, or every file matching ``pattern`` under a folder, into a corpus at ``out``.
@@ -212,7 +223,8 @@ def prepare_corpus(
     ``tokenizer="byte"`` maps each UTF-8 byte to a token (vocabulary 256);
     ``tokenizer="bpe"`` trains a byte-level BPE of ``vocab_size`` tokens on the training
     files with the ``tokenizers`` package and saves it beside the corpus.
-    ``exclude`` drops files with any of these folder names in their relative path.
+    ``pattern`` may be several patterns of file names (a file matching any is taken); ``exclude`` drops
+    files with any of these folder names in their relative path.
     """
     if tokenizer not in TOKENIZERS:
         raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
@@ -322,18 +334,55 @@ def cache_dir() -> Path:
 def builtin_corpus() -> Corpus:
     """The built-in corpus: this Python's standard-library sources, byte-level, prepared once and cached.
 
-    Files are taken in sorted order of their path; ``site-packages`` is left out. Several
-    processes may ask at once: each prepares into a private folder and the first to finish
-    publishes it by an atomic rename.
+    Files are taken in sorted order of their path; ``site-packages`` is left out.
     """
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    target = cache_dir() / f"stdlib-{version}-byte"
+    stdlib = sysconfig.get_paths()["stdlib"]
+    return _cached(f"stdlib-{version}-byte", stdlib, pattern="*.py", exclude=("site-packages",))
+
+
+#: The large built-in corpus's sources: the text files of the installed packages.
+PACKAGE_PATTERNS = ("*.py", "*.pyi", "*.h", "*.hpp", "*.cuh", "*.c", "*.cc", "*.cpp", "*.rst", "*.md", "*.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def packages_corpus() -> Corpus:
+    """The large built-in corpus, for runs that would read the standard library more than
+    once: the source text (`PACKAGE_PATTERNS`) of the packages installed beside numpy (which
+    torch needs), byte-level, in sorted order of their path. About 280 MB where torch,
+    scipy, pandas and plotly are installed. The environment names it: the cache key is a
+    hash of every file's path and size, so other installed packages make another corpus,
+    and the same ones the same corpus. Prepared once (about a minute) and cached.
+    """
+    folder = _packages_folder()
+    files = _source_files(folder, PACKAGE_PATTERNS)
+    listing = "\n".join(f"{file.relative_to(folder).as_posix()}:{file.stat().st_size}" for file in files)
+    key = hashlib.sha256(listing.encode()).hexdigest()[:12]
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return _cached(f"packages-{version}-{key}-byte", folder, pattern=PACKAGE_PATTERNS)
+
+
+def _packages_folder() -> Path:
+    """Where the installed packages live: the folder that holds numpy."""
+    return Path(np.__file__).resolve().parents[1]
+
+
+def builtin_corpus_for(tokens: int) -> Corpus:
+    """The built-in corpus for runs of up to ``tokens`` training tokens: the standard
+    library's while one epoch of it holds them, else the installed packages' (`packages_corpus`)."""
+    small = builtin_corpus()
+    return small if tokens <= len(small.train) else packages_corpus()
+
+
+def _cached(name: str, source: str | os.PathLike, **options) -> Corpus:
+    """The corpus ``name`` of the cache, prepared from ``source`` the first time. Several
+    processes may ask at once: each prepares into a private folder and the first to finish
+    publishes it by an atomic rename."""
+    target = cache_dir() / name
     if not (target / "corpus.json").exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=".preparing-"))
-        prepare_corpus(
-            sysconfig.get_paths()["stdlib"], scratch / "corpus.bin", pattern="*.py", exclude=("site-packages",)
-        )
+        prepare_corpus(source, scratch / "corpus.bin", **options)
         try:
             scratch.rename(target)
         except OSError:  # another process published first

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optuna_lrlaw.proxies.config import ProxyConfig
-from optuna_lrlaw.proxies.data import Corpus, builtin_corpus, open_corpus
+from optuna_lrlaw.proxies.data import Corpus, builtin_corpus_for, open_corpus
 from optuna_lrlaw.proxies.model import build_model, configure_optimizer
 from optuna_lrlaw.proxies.parametrization import model_identity
 from optuna_lrlaw.proxies.schedule import SCHEDULES, lr_factor, stable_steps
@@ -200,7 +200,11 @@ class _Progress:
 def checked_corpus(config: TrainConfig, corpus: Corpus | None = None) -> Corpus:
     """``corpus``, or the one ``config`` names, after checking it fits the model and the budget."""
     if corpus is None:
-        corpus = builtin_corpus() if config.corpus is None else open_corpus(config.corpus)
+        corpus = (
+            builtin_corpus_for(config.steps * config.batch_tokens)
+            if config.corpus is None
+            else open_corpus(config.corpus)
+        )
     if corpus.vocab_size > config.model.vocab_size:
         raise ValueError(
             f"the corpus has {corpus.vocab_size} tokens but the model's vocab_size is {config.model.vocab_size}"
