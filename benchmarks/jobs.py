@@ -31,7 +31,8 @@ from optuna_lrlaw.proxies.concurrency import usable_cores
 
 def climb(jobs: int, device: str, extra: list[str], folder: Path) -> dict[str, object]:
     storage = f"sqlite:///{folder / f'jobs{jobs}.db'}"
-    command = ["optuna-lrlaw", "ladder", "--storage", storage, "--device", device, "--jobs", str(jobs), "--json"]
+    cli = [sys.executable, "-c", "from optuna_lrlaw.cli import main; main()"]  # this Python's optuna-lrlaw
+    command = [*cli, "ladder", "--storage", storage, "--device", device, "--jobs", str(jobs), "--json"]
     started = time.perf_counter()
     done = subprocess.run([*command, *extra], capture_output=True, text=True, check=True)
     seconds = time.perf_counter() - started
