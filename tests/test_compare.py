@@ -278,3 +278,26 @@ def test_a_target_no_larger_than_the_rungs_and_an_unknown_preset_are_refused():
         ComparisonPlan(plan.rungs, plan.rungs[-1])
     with pytest.raises(ValueError, match="preset must be one of cpu, gpu"):
         comparison_plan("laptop")
+
+
+def test_runs_at_fixed_lrs_train_in_several_jobs_each_once(tmp_path, code_corpus):
+    """``jobs=2``: a helper process drains the same queue of LRs; each LR is trained once, by
+    one of the two, and the calling process reports every run."""
+    from tiny import long_rungs
+
+    from optuna_lrlaw.integration.study import open_storage
+    from optuna_lrlaw.ladder.run import SURPLUS_ATTR, WORKER_ATTR
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    events = Counter()
+    training = {"corpus": code_corpus, "evals": 4, "eval_batches": 2}
+    runner = compare_module._Runner(open_storage(url), "c", tiny_plan(), "cpu", 0, events, training, url, jobs=2)
+    rung = long_rungs()[1]  # runs of several seconds each: the helper joins while the first runs
+    lrs = [3e-3, 6e-3, 1.2e-2, 2.4e-2]
+    runs = runner._train("grid", rung, lrs)
+    assert sorted(runs) == lrs and all(run.state == optuna.trial.TrialState.COMPLETE for run in runs.values())
+    study = optuna.load_study(study_name=f"c/compare/grid/{rung.name}/seed0", storage=url)
+    trained = [t for t in study.trials if not t.user_attrs.get(SURPLUS_ATTR)]
+    assert sorted(t.params["lr"] for t in trained) == lrs
+    assert len({t.user_attrs[WORKER_ATTR] for t in trained}) == 2
+    assert events.trials == len(lrs)

@@ -64,7 +64,10 @@ def test_jobs_refuse_a_trainer_they_cannot_send_to_a_helper(tmp_path):
 
 def test_a_failed_helper_is_reported_with_its_error(tmp_path):
     arguments = {"storage": f"sqlite:///{tmp_path / 'x.db'}", "rungs": ["not a rung"]}
-    with pytest.warns(RuntimeWarning, match=r"helper job .* failed.*AttributeError"), helpers(1, arguments, threads=1):
+    with (
+        pytest.warns(RuntimeWarning, match=r"helper job .* failed.*AttributeError"),
+        helpers(1, run_ladder, arguments, threads=1),
+    ):
         pass
 
 
@@ -72,7 +75,7 @@ def test_helpers_are_stopped_when_the_climb_fails(tmp_path, code_corpus):
     arguments = {"storage": f"sqlite:///{tmp_path / 'x.db'}", "rungs": long_rungs(), "trials": 50}
     with (
         pytest.raises(KeyboardInterrupt),
-        helpers(1, arguments | {"corpus": code_corpus, **TRAINING}, threads=1) as processes,
+        helpers(1, run_ladder, arguments | {"corpus": code_corpus, **TRAINING}, threads=1) as processes,
     ):
         raise KeyboardInterrupt
     assert [p.returncode for p in processes] == [-signal.SIGTERM]

@@ -30,6 +30,10 @@ def compare(
         str | None, typer.Option(help="A corpus from 'optuna-lrlaw data prepare'; default: the built-in one.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the samplers.")] = 0,
+    jobs: Annotated[
+        int,
+        typer.Option(help="Runs trained at once (the ladders and the runs at fixed LRs) by processes of this machine."),
+    ] = 1,
     replay_seeds: Annotated[int | None, typer.Option(help="Seeds of each replayed search (preset: 100).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write everything measured as JSON here.")] = None,
     figure: Annotated[
@@ -53,11 +57,12 @@ def compare(
     training = {} if corpus is None else {"corpus": corpus}
     with ProgressEvents(table_console(stderr=True), None) as events:
         comparison = compare_search_costs(
-            plan, storage=storage, name=name, device=device, seed=seed, events=events, **training
+            plan, storage=storage, name=name, device=device, seed=seed, events=events, jobs=jobs, **training
         )
     payload = {
         "command": f"optuna-lrlaw compare --preset {preset}"
-        + ("" if replay_seeds is None else f" --replay-seeds {replay_seeds}"),
+        + ("" if replay_seeds is None else f" --replay-seeds {replay_seeds}")
+        + ("" if jobs == 1 else f" --jobs {jobs}"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "torch": metadata.version("torch"),
         "optuna": optuna.__version__,

@@ -1,4 +1,4 @@
-"""Several worker processes of one machine climbing one ladder: ``run_ladder(jobs=K)``.
+"""Several worker processes of one machine training one ladder's runs: ``run_ladder(jobs=K)``.
 
 Any number of workers may share a ladder's storage (`run`: each rung's budget exact, no
 LR trained twice, a dead worker's run retried). ``jobs=K`` starts K - 1 helpers beside
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from optuna_lrlaw.proxies.concurrency import torch_threads
@@ -27,9 +27,11 @@ _ERROR_LINES = 3
 
 
 @contextlib.contextmanager
-def helpers(count: int, arguments: dict[str, object], threads: int | None) -> Iterator[list[subprocess.Popen]]:
-    """``count`` helper processes running ``run_ladder(**arguments)`` while the block runs
-    (``with helpers(...) as processes``).
+def helpers(
+    count: int, work: Callable[..., object], arguments: dict[str, object], threads: int | None
+) -> Iterator[list[subprocess.Popen]]:
+    """``count`` helper processes each calling ``work(**arguments)`` (``work`` a function of a
+    module, such as `run_ladder`) while the block runs (``with helpers(...) as processes``).
 
     When the block ends normally the helpers are waited for (they end with the ladder, whose
     last rung they wait on too); a helper that failed is reported in a warning (its runs were
@@ -42,18 +44,18 @@ def helpers(count: int, arguments: dict[str, object], threads: int | None) -> It
     storage = arguments.get("storage")
     if not isinstance(storage, str):
         raise ValueError(
-            "jobs > 1 runs the ladder in worker processes, which open the storage themselves: give its URL "
+            "jobs > 1 trains in worker processes, which open the storage themselves: give its URL "
             f"(sqlite:///ladder.db, postgresql://...), not a {type(storage).__name__} object"
         )
     try:
-        payload = pickle.dumps((arguments, threads))
+        payload = pickle.dumps((work, arguments, threads))
     except Exception as error:  # pickle raises several kinds
         raise ValueError(
-            f"jobs > 1 runs the ladder in worker processes, which need its rungs and options picklable: {error}"
+            f"jobs > 1 trains in worker processes, which need the rungs and options picklable: {error}"
         ) from None
     if b"__main__" in payload:
         raise ValueError(
-            "jobs > 1 runs the ladder in worker processes, which cannot import what the calling script defines "
+            "jobs > 1 trains in worker processes, which cannot import what the calling script defines "
             "(a TrainerRung's train function, say): move it into a module, or use jobs=1"
         )
     with tempfile.TemporaryDirectory(prefix="lrlaw-jobs-") as folder:
@@ -90,13 +92,11 @@ def helpers(count: int, arguments: dict[str, object], threads: int | None) -> It
 
 
 def _main(task: str) -> int:
-    """A helper: the pickled ``run_ladder`` call, with its share of the threads."""
-    from optuna_lrlaw.ladder.run import run_ladder
-
-    arguments, threads = pickle.loads(Path(task).read_bytes())
+    """A helper: the pickled call, with its share of the threads."""
+    work, arguments, threads = pickle.loads(Path(task).read_bytes())
     try:
         with torch_threads(threads):
-            run_ladder(**arguments)
+            work(**arguments)
     except Exception as error:
         print(f"{type(error).__name__}: {error}", file=sys.stderr)
         return 1

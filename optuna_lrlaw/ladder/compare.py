@@ -33,6 +33,7 @@ nothing new.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -44,10 +45,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_lrlaw.integration import LRLawSampler, set_study_scale
 from optuna_lrlaw.integration.study import DIVERGED_ATTR, RUN_STATES, checked_lr_range, open_storage, trial_lr
+from optuna_lrlaw.ladder import _jobs
 from optuna_lrlaw.ladder.replay import REGRET_GOALS, replay_search, summarize_replay, trials_to_goal
 from optuna_lrlaw.ladder.run import (
+    SURPLUS_ATTR,
     LadderEvents,
     LadderResult,
+    drain_queue,
     json_records,
     record_rung,
     run_ladder,
@@ -55,9 +59,12 @@ from optuna_lrlaw.ladder.run import (
     trial_seconds,
 )
 from optuna_lrlaw.ladder.rungs import Rung, default_rungs
+from optuna_lrlaw.proxies import concurrency
 from optuna_lrlaw.proxies.data import builtin_corpus_for
 from optuna_lrlaw.proxies.objective import ProxyObjective
+from optuna_lrlaw.proxies.train import resolve_device
 from optuna_lrlaw.science import priors
+from optuna_lrlaw.science._arguments import check_int
 from optuna_lrlaw.science.law import LRLaw, fit_law
 from optuna_lrlaw.science.truth_curve import TruthCurve, fit_truth_curve
 
@@ -193,6 +200,7 @@ def compare_search_costs(
     device: str = "auto",
     seed: int = 0,
     events: LadderEvents | None = None,
+    jobs: int = 1,
     **training,
 ) -> Comparison:
     """Run every strategy of ``plan`` for its target and tabulate what each cost and found.
@@ -205,6 +213,10 @@ def compare_search_costs(
         device: where runs train (``"auto"``: a GPU when there is one).
         seed: seeds the samplers of the ladders and the real searches.
         events: progress hooks (`LadderEvents`).
+        jobs: runs trained at once: the ladders climb with ``jobs`` (`run_ladder`), and the
+            runs at fixed LRs (the truth grids, μTransfer's sweep) train in ``jobs``
+            processes; the searches at the target stay one run at a time. ``storage`` must
+            then be a URL.
         training: further `TrainConfig` fields for every run (``corpus``, ``evals``, ...).
 
     Returns:
@@ -228,9 +240,11 @@ def compare_search_costs(
     # The target's objective checks the device, corpus and settings before the storage is
     # created: bad input writes nothing.
     plan.target.objective(plan.lr_range, device=device, **training)
+    check_int(jobs, "jobs", minimum=1)
+    url = storage if isinstance(storage, str) else None
     storage = open_storage(storage)
     events = events or LadderEvents()
-    runner = _Runner(storage, name, plan, device, seed, events, training)
+    runner = _Runner(storage, name, plan, device, seed, events, training, url, jobs)
     return runner.compare()
 
 
@@ -245,6 +259,8 @@ class _Runner:
     seed: int
     events: LadderEvents
     training: dict
+    storage_url: str | None = None
+    jobs: int = 1
 
     def compare(self) -> Comparison:
         plan = self.plan
@@ -288,7 +304,8 @@ class _Runner:
     def _ladder(self, rungs: list[Rung], name: str) -> LadderResult:
         result = run_ladder(
             rungs,
-            storage=self.storage,
+            storage=self.storage if self.jobs == 1 else self.storage_url,
+            jobs=self.jobs,
             name=name,
             trials=self.plan.ladder_trials,
             lr_range=self.plan.lr_range,
@@ -320,9 +337,31 @@ class _Runner:
                 have.add(lr)
         waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
         self.events.stage_started(f"{label} (seed {seed})", rung, waiting)
-        if waiting:
-            study.optimize(objective, n_trials=waiting, callbacks=[self._report(rung)])
-        finished = {t.params[LR_PARAM]: t for t in study.get_trials(deepcopy=False, states=RUN_STATES)}
+        shown = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+
+        def report(study: optuna.Study, trial: FrozenTrial) -> None:
+            if not trial.user_attrs.get(SURPLUS_ATTR):
+                shown.add(trial.number)
+                self.events.trial_finished(-1, rung, trial)
+
+        helpers = max(min(self.jobs, waiting) - 1, 0)
+        threads = concurrency.threads_per_job(resolve_device(objective.device), helpers + 1) if helpers else None
+        work = {"storage": self.storage_url, "study_name": study.study_name, "objective": objective}
+        with (
+            _jobs.helpers(helpers, drain_queue, work, threads) if helpers else contextlib.nullcontext(),
+            concurrency.torch_threads(threads),
+        ):
+            drain_queue(self.storage, study.study_name, objective, callbacks=[report])
+        runs = [t for t in study.get_trials(deepcopy=False, states=RUN_STATES) if not t.user_attrs.get(SURPLUS_ATTR)]
+        for trial in sorted((t for t in runs if t.number not in shown), key=lambda t: t.number):
+            self.events.trial_finished(-1, rung, trial)  # the helpers' runs
+        finished = {t.params[LR_PARAM]: t for t in runs}
+        missing = [f"{lr:.4g}" for lr in lrs if lr not in finished]
+        if missing:
+            raise RuntimeError(
+                f"{study.study_name}: no finished run at lr {', '.join(missing)} (a job failed: see its warning); "
+                "rerun to train it again"
+            )
         return {lr: finished[lr] for lr in lrs}
 
     def _study(

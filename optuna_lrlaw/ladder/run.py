@@ -254,7 +254,7 @@ def _jobs_for(objectives: list, jobs: int | None, trials: int, helper_call: dict
         return contextlib.nullcontext()
     threads = concurrency.threads_per_job(resolve_device(proxies[0].device), jobs) if proxies else None
     stack = contextlib.ExitStack()
-    stack.enter_context(_jobs.helpers(jobs - 1, helper_call, threads))
+    stack.enter_context(_jobs.helpers(jobs - 1, run_ladder, helper_call, threads))
     stack.enter_context(concurrency.torch_threads(threads))
     return stack
 
@@ -320,7 +320,7 @@ def _climb(
                 if trial is not None and not trial.user_attrs.get(SURPLUS_ATTR):
                     ran.append(trial.number)
                 ended = [t for t in _trials(study, *FINISHED_STATES) if t.number not in shown]
-                if trial is not None and trial.number not in {t.number for t in ended}:
+                if trial is not None and trial.number not in shown | {t.number for t in ended}:
                     ended.append(trial)
                 for finished in sorted(ended, key=lambda t: t.number):
                     shown.add(finished.number)
@@ -546,6 +546,20 @@ def _admitted(objective: ProxyObjective, budget: int) -> Callable[[optuna.Trial]
             trial.set_user_attr(ENDED_ATTR, True)
 
     return admitted_objective
+
+
+def drain_queue(
+    storage: str | optuna.storages.BaseStorage,
+    study_name: str,
+    objective: ProxyObjective,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+) -> None:
+    """Run ``study_name``'s enqueued trials until none waits, beside any other worker doing the
+    same: each LR runs once (`_admitted`), and a trial started without one is pruned at once."""
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    enqueued_only = _admitted(objective, budget=0)
+    while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        _optimize(study, enqueued_only, n_trials=1, callbacks=list(callbacks))
 
 
 def _surplus(trial: optuna.Trial, budget: int, lr_param: str) -> str | None:
