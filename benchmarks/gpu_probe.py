@@ -1,6 +1,6 @@
 """One device call that measures what issue "Many trials at once on one GPU" asks, into one JSON.
 
-    python benchmarks/gpu_probe.py --out $OUT                       # one H100/H200, under 8 minutes
+    python benchmarks/gpu_probe.py --out $OUT                       # one H100/H200, about 7 minutes
     python benchmarks/gpu_probe.py --device cpu --tiny --out /tmp/probe   # the same code path, small
 
 On the device machine (no optuna there): carry wheels made here, install them, then run:
@@ -54,7 +54,7 @@ MFU_CASES = {
     "tiny": [(32, 1, 2, 0, 1, False), (32, 1, 2, 4, 2, False)],
 }
 SIZES = {
-    "full": {"seq_len": 1024, "batch_size": 32, "mfu_steps": 40, "k_steps": 960, "ks": (1, 4, 8, 16)},
+    "full": {"seq_len": 1024, "batch_size": 32, "mfu_steps": 30, "k_steps": 480, "ks": (1, 4, 8)},
     "tiny": {"seq_len": 32, "batch_size": 4, "mfu_steps": 8, "k_steps": 8, "ks": (1, 2)},
 }
 MAIN_JOB = {"full": ("1,8", ""), "tiny": ("1,2", "--widths 16,24 --depth 1 --head-dim 8 --seq-len 32 --trials 3")}
@@ -172,7 +172,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="small sizes: the code path on a CPU, in a test")
-    parser.add_argument("--budget", type=float, default=450.0, help="seconds the whole probe may take")
+    parser.add_argument("--budget", type=float, default=420.0, help="seconds the whole probe may take")
     parser.add_argument("--out", type=Path, required=True, help="a folder; the JSON is gpu_probe.json in it")
     args = parser.parse_args()
     size_name = "tiny" if args.tiny else "full"
