@@ -20,7 +20,8 @@ parabola through the seed means near their best, bootstrapped over seeds): does 
 90% interval hold it, and the best run's LR; how wide is it next to the grid's own 90%
 interval. At the top rung, the law of the rungs below predicts it before it is climbed:
 its expected regret at the LR it recommends is set against the regret that LR realises on
-the top rung's seed-mean curve (`TruthCurve`). Each climb's law on all rungs then predicts
+the top rung's seed-mean curve (`TruthCurve`). (`top_rung_trend.py` does the same for the
+law of the lower rungs' seed-mean curves: the error every climb shares.) Each climb's law on all rungs then predicts
 ``--target-width`` as the CLI does: how often do three climbs at distinct training seeds
 agree (each 90% interval holding the others' medians, expected regrets within a factor 2)?
 """
@@ -149,6 +150,32 @@ def top_rung_check(grid: Grid, law) -> dict[str, float]:
         row[f"{name}_expected_regret"] = float(prediction.expected_regret(lr))
         row[f"{name}_realised_regret"] = float(grid.truth.regret(lr))
     return row
+
+
+def top_rung_from_seed_means(grids: list[Grid]) -> dict[str, float]:
+    """The law of the lower rungs' seed-mean curves (their sweeps without the training noise)
+    predicting the top rung: the error that belongs to this ladder's configuration (how far
+    the top rung's optimum lies off the trend of the rungs below), which every replayed climb
+    shares, however many are replayed."""
+    sweeps = []
+    for grid in grids[:-1]:
+        means = grid.runs.groupby("lr", as_index=False).agg(loss=("loss", "mean"), diverged=("diverged", "max"))
+        s = grid.scale
+        sweeps.append(
+            means.assign(
+                params=s.params, tokens=s.tokens, batch_tokens=s.batch_tokens, diverged=means["diverged"] > 0
+            ).assign(noise=SEED_NOISE / math.sqrt(grid.runs["seed"].nunique()))
+        )
+    top = grids[-1]
+    prediction = fit_law(pd.concat(sweeps, ignore_index=True)).predict(top.scale)
+    return {
+        "lr": prediction.lr,
+        "log_lr_sd": prediction.log_lr_sd,
+        "grid_optimum": top.optimum.lr,
+        "z": (math.log(top.optimum.lr) - prediction.log_lr_mean) / prediction.log_lr_sd,
+        "expected_regret": float(prediction.expected_regret(prediction.lr)),
+        "realised_regret": float(top.truth.regret(prediction.lr)),
+    }
 
 
 def seed_clustered_se(rows: pd.DataFrame, values: pd.Series) -> float:
