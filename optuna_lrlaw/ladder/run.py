@@ -95,7 +95,9 @@ class LadderEvents:
         """Rung ``index`` starts; ``prior`` is the law's prediction for it (None on a first rung)."""
 
     def trial_finished(self, index: int, rung: AnyRung, trial: FrozenTrial) -> None:
-        """A trial of rung ``index`` has finished (completed, pruned or failed); -1 outside the ladder."""
+        """A run of rung ``index`` has finished (completed, pruned or failed), once each, this
+        worker's or, as this worker sees it ended, another's (its ``lrlaw.ladder.worker``
+        says whose); ``index`` is -1 outside the ladder."""
 
     def note(self, index: int, rung: AnyRung, message: str) -> None:
         """Something a reader of the progress should know about rung ``index``, e.g. why it

@@ -28,7 +28,7 @@ def usable_cores() -> int:
 
 def default_jobs(device: torch.device, trials: int, run_memory: int) -> int:
     """How many runs to train at once. On the CPU one: torch's threads already keep the cores
-    busy (the default ladder on 2 cores took 157 s as one job of 2 threads and 178 s as two of
+    busy (the default ladder on 2 cores took 168 s as one job of 2 threads and 183 s as two of
     one thread each, whose runs took twice as long: `benchmarks/jobs.py`). On a GPU, which
     small runs leave idle, as many as its free memory holds (``run_memory`` bytes a run, with
     margin, plus a context a process), at most `_MAX_GPU_JOBS`, and never more than a rung's
