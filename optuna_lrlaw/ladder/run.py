@@ -244,17 +244,14 @@ def _jobs_for(objectives: list, jobs: int | None, trials: int, helper_call: dict
     """``jobs - 1`` helpers, each calling ``run_ladder(**helper_call)``, and this process's
     share of the torch threads, for as long as the climb lasts."""
     proxies = [o for o in objectives if isinstance(o, ProxyObjective)]
+    device = resolve_device(proxies[0].device) if proxies else None
     if jobs is None:
-        jobs = (
-            1
-            if len(proxies) < len(objectives)
-            else concurrency.default_jobs(
-                resolve_device(proxies[0].device), trials, max(training_memory(o.config) for o in proxies)
-            )
-        )
+        all_proxies = len(proxies) == len(objectives)
+        memory = max(training_memory(o.config) for o in proxies) if all_proxies else 0
+        jobs = concurrency.default_jobs(device, trials, memory) if all_proxies else 1
     if jobs == 1:
         return contextlib.nullcontext()
-    threads = concurrency.threads_per_job(resolve_device(proxies[0].device), jobs) if proxies else None
+    threads = concurrency.threads_per_job(device, jobs) if device is not None else None
     stack = contextlib.ExitStack()
     stack.enter_context(_jobs.helpers(jobs - 1, run_ladder, helper_call, threads))
     stack.enter_context(concurrency.torch_threads(threads))
